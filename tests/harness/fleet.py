@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""A local fleet of systemd containers, its inventory, and site.yml run against it.
+
+The demo (`make demo`), the fleet tests and the benchmarks all use this one harness:
+
+    fleet.py up      [--name demo] [--publish 9090]   # engine, images, containers, inventory, site.yml
+    fleet.py status  [--name demo]                    # Prometheus URL and the state of every target
+    fleet.py add-host NAME --groups g1,g2 [--suite trixie] [--label k=v ...]
+    fleet.py converge [--name demo]                   # re-run site.yml
+    fleet.py down    [--name demo]                    # remove containers, network and state
+
+Hosts are containers on a private Docker network; Ansible reaches them with the docker connection, and
+Prometheus reaches their exporters by container name. Release archives come from a mirror on 127.0.0.1
+that serves real binaries (tests/harness/upstream_archives.py), so the archive install path runs for real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HARNESS = Path(__file__).resolve().parent
+REPO = HARNESS.parents[1]
+sys.path.insert(0, str(HARNESS))
+
+import upstream_archives  # noqa: E402
+
+STATE_ROOT = REPO / ".demo"
+IMAGE_REPO = "llm-monitor-test/debian"
+
+# What a new demo fleet looks like: one monitoring host and hosts of the other kinds the collection knows.
+DEFAULT_HOSTS = [
+    {"name": "mon-1", "suite": "bookworm", "groups": ["monitoring"],
+     "labels": {"datacenter": "dc1", "rack": "r01", "team": "platform"}},
+    {"name": "gpu-1", "suite": "bookworm", "groups": ["gpu_hosts"],
+     "labels": {"datacenter": "dc1", "rack": "r02", "team": "research"}},
+    {"name": "llm-1", "suite": "trixie", "groups": ["vllm_servers"],
+     "labels": {"datacenter": "dc2", "rack": "r07", "team": "serving"}},
+]
+# Child groups of llm_servers, as in inventories/example.
+LLM_CHILDREN = ["vllm_servers", "ollama_servers", "litellm_proxies", "langfuse_servers"]
+
+
+@dataclass
+class Host:
+    name: str
+    suite: str
+    groups: list[str]
+    labels: dict[str, str] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Fleet:
+    name: str
+    publish: int | None = None
+    hosts: list[Host] = field(default_factory=list)
+
+    @property
+    def state(self) -> Path:
+        return STATE_ROOT / self.name
+
+    @property
+    def network(self) -> str:
+        return f"{self.name}-net"
+
+    @property
+    def inventory(self) -> Path:
+        return self.state / "inventory"
+
+    def container(self, host: str) -> str:
+        return f"{self.name}-{host}"
+
+    def save(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        (self.state / "fleet.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, name: str) -> Fleet:
+        path = STATE_ROOT / name / "fleet.json"
+        if not path.exists():
+            raise SystemExit(f"no fleet named {name!r}: run `fleet.py up --name {name}` first")
+        data = json.loads(path.read_text())
+        return cls(name=data["name"], publish=data.get("publish"), hosts=[Host(**h) for h in data["hosts"]])
+
+
+def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=True, text=True, **kwargs)
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], check=check, text=True, capture_output=True)
+
+
+def ensure_engine_and_images(suites: set[str]) -> None:
+    run(["bash", str(HARNESS / "docker-engine.sh")])
+    run(["bash", str(HARNESS / "build-images.sh"), *sorted(suites)])
+
+
+def start_container(fleet: Fleet, host: Host) -> None:
+    name = fleet.container(host.name)
+    docker("rm", "-f", name, check=False)
+    args = [
+        "run", "-d", "--name", name, "--hostname", host.name, "--network", fleet.network,
+        "--label", f"llm-monitor-fleet={fleet.name}",
+        "--cap-add", "SYS_ADMIN", "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+        "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+    ]
+    if "monitoring" in host.groups and fleet.publish is not None:
+        args += ["-p", f"127.0.0.1:{fleet.publish}:9090"]
+    docker(*args, f"{IMAGE_REPO}:{host.suite}")
+
+
+def wait_booted(fleet: Fleet, hosts: list[Host], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    for host in hosts:
+        while True:
+            state = docker("exec", fleet.container(host.name), "systemctl", "is-system-running", check=False)
+            if state.stdout.strip() in ("running", "degraded"):
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{fleet.container(host.name)} did not boot: {state.stdout.strip()}")
+            time.sleep(0.5)
+
+
+def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_port: int) -> None:
+    inv = fleet.inventory
+    (inv / "group_vars").mkdir(parents=True, exist_ok=True)
+    (inv / "host_vars").mkdir(parents=True, exist_ok=True)
+    groups: dict[str, list[str]] = {}
+    for host in fleet.hosts:
+        for group in host.groups:
+            groups.setdefault(group, []).append(host.name)
+    children: dict[str, Any] = {g: {"hosts": {h: None for h in hs}} for g, hs in groups.items()
+                                if g not in LLM_CHILDREN}
+    children["llm_servers"] = {"children": {g: {"hosts": {h: None for h in groups.get(g, [])}}
+                                            for g in LLM_CHILDREN}}
+    children.setdefault("monitoring", {"hosts": {}})
+    hosts_yml = {"all": {"children": children}}
+    (inv / "hosts.yml").write_text("---\n# Written by tests/harness/fleet.py\n" + _yaml(hosts_yml))
+
+    group_vars = {
+        "ansible_connection": "community.docker.docker",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "fleet_artifact_cache_dir": str(fleet.state / "artifacts"),
+    }
+    for name, info in archives.items():
+        group_vars[f"{name}_version"] = info["version"]
+        group_vars[f"{name}_checksums"] = {"amd64": f"sha256:{info['sha256']}"}
+        group_vars[f"{name}_download_base_url"] = f"http://127.0.0.1:{mirror_port}/{name}"
+    (inv / "group_vars" / "all.yml").write_text("---\n" + _yaml(group_vars))
+    for old in (inv / "host_vars").glob("*.yml"):
+        old.unlink()
+    for host in fleet.hosts:
+        host_vars = {"ansible_host": fleet.container(host.name), "fleet_labels": host.labels, **host.vars}
+        (inv / "host_vars" / f"{host.name}.yml").write_text("---\n" + _yaml(host_vars))
+
+
+def _yaml(data: Any) -> str:
+    import yaml
+
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def archive_mirror(port: int) -> Iterator[None]:
+    """Serve the rebuilt upstream archives on 127.0.0.1 while Ansible runs."""
+    proc = subprocess.Popen(
+        [sys.executable, str(HARNESS / "upstream_archives.py"), "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(50):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+            time.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def ansible_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["ANSIBLE_CONFIG"] = str(REPO / "ansible.cfg")
+    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    venv_bin = REPO / ".venv" / "bin"
+    if venv_bin.is_dir():
+        env["PATH"] = f"{venv_bin}:{env['PATH']}"
+    return env
+
+
+def converge(fleet: Fleet, *extra: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run site.yml against the fleet; returns the finished process (output captured when asked)."""
+    archives = upstream_archives.build(upstream_archives.DEFAULT_OUT)
+    port = _free_port()
+    write_inventory(fleet, archives, port)
+    cmd = ["ansible-playbook", "-i", str(fleet.inventory), str(REPO / "site.yml"), *extra]
+    with archive_mirror(port):
+        if capture:
+            proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        else:
+            proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), text=True)
+    if check and proc.returncode != 0:
+        if capture:
+            print(proc.stdout[-6000:], file=sys.stderr)
+        raise SystemExit(f"site.yml failed on fleet {fleet.name} (exit {proc.returncode})")
+    return proc
+
+
+def up(name: str, publish: int | None, hosts: list[dict[str, Any]] | None = None) -> Fleet:
+    fleet = Fleet(name=name, publish=publish, hosts=[Host(**h) for h in (hosts or DEFAULT_HOSTS)])
+    ensure_engine_and_images({h.suite for h in fleet.hosts})
+    down(name)
+    docker("network", "create", "-o", "com.docker.network.driver.mtu=1400", fleet.network)
+    for host in fleet.hosts:
+        start_container(fleet, host)
+    wait_booted(fleet, fleet.hosts)
+    fleet.save()
+    return fleet
+
+
+def add_host(fleet: Fleet, host: Host) -> None:
+    ensure_engine_and_images({host.suite})
+    fleet.hosts = [h for h in fleet.hosts if h.name != host.name] + [host]
+    start_container(fleet, host)
+    wait_booted(fleet, [host])
+    fleet.save()
+
+
+def down(name: str) -> None:
+    ids = docker("ps", "-aq", "--filter", f"label=llm-monitor-fleet={name}", check=False).stdout.split()
+    if ids:
+        docker("rm", "-f", *ids, check=False)
+    docker("network", "rm", f"{name}-net", check=False)
+    shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
+
+
+def prometheus_api(fleet: Fleet, path: str) -> Any:
+    """GET a Prometheus API path from inside the monitoring host (works with or without a published port)."""
+    mon = next(h for h in fleet.hosts if "monitoring" in h.groups)
+    out = docker("exec", fleet.container(mon.name), "curl", "-fsS", f"http://127.0.0.1:9090{path}").stdout
+    return json.loads(out)
+
+
+def status(fleet: Fleet) -> str:
+    lines = []
+    if fleet.publish:
+        lines.append(f"Prometheus: http://127.0.0.1:{fleet.publish}/  (API: /api/v1/targets)")
+    targets = prometheus_api(fleet, "/api/v1/targets")["data"]["activeTargets"]
+    for target in sorted(targets, key=lambda t: (t["labels"]["job"], t["labels"]["instance"])):
+        labels = target["labels"]
+        extra = ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("job", "instance"))
+        lines.append(f"  {labels['job']:<12} {labels['instance']:<10} {target['health']:<8} {target['scrapeUrl']}"
+                     f"  {extra}")
+    return "\n".join(lines)
+
+
+def wait_targets_up(fleet: Fleet, expected: int, timeout: float = 60) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        targets = prometheus_api(fleet, "/api/v1/targets")["data"]["activeTargets"]
+        if len(targets) >= expected and all(t["health"] == "up" for t in targets):
+            return list(targets)
+        if time.monotonic() > deadline:
+            return list(targets)
+        time.sleep(1)
+
+
+def _parse_labels(items: list[str]) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in items)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "status", "converge", "add-host", "down"])
+    parser.add_argument("host", nargs="?", help="host name (add-host)")
+    parser.add_argument("--name", default="demo", help="fleet name, a prefix for containers (default: demo)")
+    parser.add_argument("--publish", type=int, default=9090, help="publish Prometheus on 127.0.0.1:PORT")
+    parser.add_argument("--groups", default="", help="add-host: comma-separated inventory groups")
+    parser.add_argument("--suite", default="bookworm", choices=["bookworm", "trixie"], help="add-host: Debian")
+    parser.add_argument("--label", action="append", default=[], help="add-host: fleet label k=v")
+    args = parser.parse_args(argv)
+
+    if args.command == "down":
+        down(args.name)
+        print(f"fleet {args.name} removed")
+        return 0
+    if args.command == "up":
+        fleet = up(args.name, args.publish)
+        converge(fleet)
+        wait_targets_up(fleet, expected=len(fleet.hosts) + 1)
+    else:
+        fleet = Fleet.load(args.name)
+        if args.command == "add-host":
+            if not args.host:
+                parser.error("add-host needs a host name")
+            add_host(fleet, Host(name=args.host, suite=args.suite, groups=[g for g in args.groups.split(",") if g],
+                                 labels=_parse_labels(args.label)))
+            converge(fleet)
+        elif args.command == "converge":
+            converge(fleet)
+    print(status(fleet))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
