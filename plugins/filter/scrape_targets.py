@@ -12,10 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-try:
-    from ansible.errors import AnsibleFilterError
-except ImportError:  # pragma: no cover - only when used without Ansible installed
-    AnsibleFilterError = ValueError  # type: ignore[misc,assignment]
+from ansible.errors import AnsibleFilterError
 
 DOCUMENTATION = r"""
 name: fleet_scrape_targets

@@ -41,12 +41,24 @@ IMAGE_REPO = "llm-monitor-test/debian"
 
 # What a new demo fleet looks like: one monitoring host and hosts of the other kinds the collection knows.
 DEFAULT_HOSTS = [
-    {"name": "mon-1", "suite": "bookworm", "groups": ["monitoring"],
-     "labels": {"datacenter": "dc1", "rack": "r01", "team": "platform"}},
-    {"name": "gpu-1", "suite": "bookworm", "groups": ["gpu_hosts"],
-     "labels": {"datacenter": "dc1", "rack": "r02", "team": "research"}},
-    {"name": "llm-1", "suite": "trixie", "groups": ["vllm_servers"],
-     "labels": {"datacenter": "dc2", "rack": "r07", "team": "serving"}},
+    {
+        "name": "mon-1",
+        "suite": "bookworm",
+        "groups": ["monitoring"],
+        "labels": {"datacenter": "dc1", "rack": "r01", "team": "platform"},
+    },
+    {
+        "name": "gpu-1",
+        "suite": "bookworm",
+        "groups": ["gpu_hosts"],
+        "labels": {"datacenter": "dc1", "rack": "r02", "team": "research"},
+    },
+    {
+        "name": "llm-1",
+        "suite": "trixie",
+        "groups": ["vllm_servers"],
+        "labels": {"datacenter": "dc2", "rack": "r07", "team": "serving"},
+    },
 ]
 # Child groups of llm_servers, as in inventories/example.
 LLM_CHILDREN = ["vllm_servers", "ollama_servers", "litellm_proxies", "langfuse_servers"]
@@ -112,10 +124,27 @@ def start_container(fleet: Fleet, host: Host) -> None:
     name = fleet.container(host.name)
     docker("rm", "-f", name, check=False)
     args = [
-        "run", "-d", "--name", name, "--hostname", host.name, "--network", fleet.network,
-        "--label", f"llm-monitor-fleet={fleet.name}",
-        "--cap-add", "SYS_ADMIN", "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
-        "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--hostname",
+        host.name,
+        "--network",
+        fleet.network,
+        "--label",
+        f"llm-monitor-fleet={fleet.name}",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--cgroupns=host",
+        "-v",
+        "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/run/lock",
+        "--tmpfs",
+        "/tmp",
     ]
     if "monitoring" in host.groups and fleet.publish is not None:
         args += ["-p", f"127.0.0.1:{fleet.publish}:9090"]
@@ -142,15 +171,15 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
     for host in fleet.hosts:
         for group in host.groups:
             groups.setdefault(group, []).append(host.name)
-    children: dict[str, Any] = {g: {"hosts": {h: None for h in hs}} for g, hs in groups.items()
-                                if g not in LLM_CHILDREN}
-    children["llm_servers"] = {"children": {g: {"hosts": {h: None for h in groups.get(g, [])}}
-                                            for g in LLM_CHILDREN}}
+    children: dict[str, Any] = {
+        g: {"hosts": {h: None for h in hs}} for g, hs in groups.items() if g not in LLM_CHILDREN
+    }
+    children["llm_servers"] = {"children": {g: {"hosts": {h: None for h in groups.get(g, [])}} for g in LLM_CHILDREN}}
     children.setdefault("monitoring", {"hosts": {}})
     hosts_yml = {"all": {"children": children}}
     (inv / "hosts.yml").write_text("---\n# Written by tests/harness/fleet.py\n" + _yaml(hosts_yml))
 
-    group_vars = {
+    group_vars: dict[str, Any] = {
         "ansible_connection": "community.docker.docker",
         "ansible_python_interpreter": "/usr/bin/python3",
         "fleet_artifact_cache_dir": str(fleet.state / "artifacts"),
@@ -184,7 +213,8 @@ def archive_mirror(port: int) -> Iterator[None]:
     """Serve the rebuilt upstream archives on 127.0.0.1 while Ansible runs."""
     proc = subprocess.Popen(
         [sys.executable, str(HARNESS / "upstream_archives.py"), "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         for _ in range(50):
@@ -215,8 +245,9 @@ def converge(fleet: Fleet, *extra: str, check: bool = True, capture: bool = Fals
     cmd = ["ansible-playbook", "-i", str(fleet.inventory), str(REPO / "site.yml"), *extra]
     with archive_mirror(port):
         if capture:
-            proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            proc = subprocess.run(
+                cmd, cwd=REPO, env=ansible_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
         else:
             proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), text=True)
     if check and proc.returncode != 0:
@@ -269,8 +300,9 @@ def status(fleet: Fleet) -> str:
     for target in sorted(targets, key=lambda t: (t["labels"]["job"], t["labels"]["instance"])):
         labels = target["labels"]
         extra = ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("job", "instance"))
-        lines.append(f"  {labels['job']:<12} {labels['instance']:<10} {target['health']:<8} {target['scrapeUrl']}"
-                     f"  {extra}")
+        lines.append(
+            f"  {labels['job']:<12} {labels['instance']:<10} {target['health']:<8} {target['scrapeUrl']}  {extra}"
+        )
     return "\n".join(lines)
 
 
@@ -313,8 +345,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "add-host":
             if not args.host:
                 parser.error("add-host needs a host name")
-            add_host(fleet, Host(name=args.host, suite=args.suite, groups=[g for g in args.groups.split(",") if g],
-                                 labels=_parse_labels(args.label)))
+            add_host(
+                fleet,
+                Host(
+                    name=args.host,
+                    suite=args.suite,
+                    groups=[g for g in args.groups.split(",") if g],
+                    labels=_parse_labels(args.label),
+                ),
+            )
             converge(fleet)
         elif args.command == "converge":
             converge(fleet)

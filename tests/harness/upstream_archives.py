@@ -12,6 +12,7 @@ mirror on 127.0.0.1 that keeps upstream's URL layout (``<base>/v<version>/<file>
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import gzip
 import hashlib
@@ -114,10 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(args.out / "mirror"))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), handler)
     print(f"serving {args.out / 'mirror'} on http://127.0.0.1:{args.port}", file=sys.stderr, flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

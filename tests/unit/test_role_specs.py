@@ -1,0 +1,57 @@
+"""Every role documents its variables in meta/argument_specs.yml, in step with defaults/main.yml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+ROLES = sorted(p.parent.parent for p in REPO.glob("roles/*/meta/main.yml"))
+TYPES = {bool: "bool", int: "int", str: "str", list: "list", dict: "dict", float: "float"}
+
+
+def _load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text()) if path.exists() else None
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_argument_specs_match_defaults(role: Path) -> None:
+    specs = _load(role / "meta" / "argument_specs.yml")
+    assert specs, f"{role.name}: meta/argument_specs.yml is missing"
+    defaults = _load(role / "defaults" / "main.yml") or {}
+    options: dict[str, Any] = {}
+    for entry in specs["argument_specs"].values():
+        options.update(entry.get("options", {}))
+    missing = sorted(set(defaults) - set(options))
+    assert not missing, f"{role.name}: defaults without an argument spec: {missing}"
+    for name, value in defaults.items():
+        spec = options[name]
+        assert spec.get("description"), f"{role.name}: {name} has no description"
+        assert spec["type"] in (TYPES[type(value)], "path", "raw"), f"{role.name}: {name} type {spec['type']}"
+        if "default" in spec:
+            assert spec["default"] == value, f"{role.name}: {name} default differs from defaults/main.yml"
+        else:
+            assert isinstance(value, str) and "{{" in value, f"{role.name}: {name} lacks a documented default"
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)
+def test_public_variables_are_role_prefixed(role: Path) -> None:
+    defaults = _load(role / "defaults" / "main.yml") or {}
+    stray = [name for name in defaults if not name.startswith(f"{role.name}_")]
+    assert not stray, f"{role.name}: public variables must start with '{role.name}_': {stray}"
+    internal = _load(role / "vars" / "main.yml") or {}
+    exposed = [name for name in internal if not name.startswith("_")]
+    assert not exposed, f"{role.name}: vars/main.yml is for internal variables (prefix '_'): {exposed}"
+
+
+def test_scrape_job_default_ports_match_the_exporter_roles() -> None:
+    jobs = _load(REPO / "roles" / "prometheus" / "defaults" / "main.yml")["prometheus_scrape_jobs"]
+    role_defaults: dict[str, Any] = {}
+    for role in ROLES:
+        role_defaults.update(_load(role / "defaults" / "main.yml") or {})
+    for job in jobs:
+        if job["port_var"] in role_defaults:
+            assert job["default_port"] == role_defaults[job["port_var"]], job["name"]
