@@ -46,7 +46,7 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10, step: float = 0
         try:
             if predicate():
                 return True
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         time.sleep(step)
     return False
@@ -63,7 +63,7 @@ def running_exporter(*args: str, port: int | None = None) -> Iterator[tuple[subp
         ok = wait_for(lambda: scrape(f"http://127.0.0.1:{port}/metrics", timeout=1) != "", timeout=15)
         if not ok:
             proc.kill()
-            out, err = proc.communicate(timeout=5)
+            _out, err = proc.communicate(timeout=5)
             raise AssertionError(f"exporter did not start: rc={proc.returncode}\n{err}")
         yield proc, port
     finally:
@@ -99,7 +99,7 @@ def _docker_client() -> Any:
         client = docker.from_env(timeout=10)
         client.ping()
         return client
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -120,21 +120,19 @@ def docker_client() -> Iterator[Any]:
 @pytest.fixture
 def make_container(docker_client: Any) -> Iterator[Callable[..., Any]]:
     """Start busybox containers named lmx-test-*; all are removed at the end of the test."""
-    created: list[Any] = []
+    created: list[str] = []
 
     def make(suffix: str, command: str = "sleep 600", **kwargs: Any) -> Any:
         name = f"{CONTAINER_PREFIX}{suffix}-{os.getpid()}"
         with contextlib.suppress(Exception):
             docker_client.containers.get(name).remove(force=True)
-        container = docker_client.containers.run(TEST_IMAGE, ["sh", "-c", command], name=name, detach=True,
-                                                 **kwargs)
-        created.append(container)
-        return container
+        created.append(name)  # before run(): a container that fails to start is removed too
+        return docker_client.containers.run(TEST_IMAGE, ["sh", "-c", command], name=name, detach=True, **kwargs)
 
     yield make
-    for container in created:
+    for name in created:
         with contextlib.suppress(Exception):
-            container.remove(force=True)
+            docker_client.containers.get(name).remove(force=True)
 
 
 def parse_samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:

@@ -38,8 +38,10 @@ def test_v1_recorded_tree() -> None:
     assert s.memory_cache_bytes == 20975616
     assert s.oom_kills == 0
     assert (s.io_read_bytes, s.io_write_bytes) == (0, 0)
-    assert s.pids is not None and s.pids >= 1
-    assert s.cpu_user_seconds is not None and s.cpu_system_seconds is not None
+    assert s.pids is not None
+    assert s.pids >= 1
+    assert s.cpu_user_seconds is not None
+    assert s.cpu_system_seconds is not None
 
 
 def test_v1_systemd_layout_and_unlimited_memory() -> None:
@@ -80,7 +82,8 @@ def test_v2_both_layouts() -> None:
 
 def test_procfs_helpers() -> None:
     net = read_net_dev(FIXTURES / "proc" / str(V1_PID) / "net" / "dev")
-    assert net["eth0"][0] > 0 and "lo" in net
+    assert net["eth0"][0] > 0
+    assert "lo" in net
     text = (FIXTURES / "proc" / str(V1_PID) / "cgroup").read_text()
     assert container_id_from_cgroup(text) == V1_ID
     assert container_id_from_cgroup("0::/system.slice/docker-" + V2_SYSTEMD + ".scope\n") == V2_SYSTEMD
@@ -102,9 +105,12 @@ def test_inspect_parsing() -> None:
     }
     meta = meta_from_inspect(data)
     assert meta.name == "vllm-1"
-    assert meta.compose_project == "llm" and meta.compose_service == "vllm"
+    assert meta.compose_project == "llm"
+    assert meta.compose_service == "vllm"
     assert meta.gpus == ["0", "GPU-abc", "2", "3"]
-    assert meta.health == "healthy" and meta.restart_count == 2 and meta.pid == 42
+    assert meta.health == "healthy"
+    assert meta.restart_count == 2
+    assert meta.pid == 42
     all_gpus = {"HostConfig": {"DeviceRequests": [{"Driver": "nvidia", "Count": -1, "Capabilities": [["gpu"]]}]}}
     assert gpus_from_inspect(all_gpus) == ["all"]
     assert gpus_from_inspect({"Config": {"Env": ["NVIDIA_VISIBLE_DEVICES=void"]}}) == []

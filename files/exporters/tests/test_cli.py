@@ -27,7 +27,8 @@ def test_help_explains_itself(exporter: str) -> None:
 def test_top_level_help_lists_exporters() -> None:
     res = cli("--help")
     assert res.returncode == 0
-    assert "gpu" in res.stdout and "containers" in res.stdout
+    assert "gpu" in res.stdout
+    assert "containers" in res.stdout
 
 
 def test_unknown_exporter_exits_2() -> None:
