@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,7 @@ def wait_booted(fleet: Fleet, hosts: list[Host], timeout: float = 60) -> None:
 
 def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_port: int) -> None:
     inv = fleet.inventory
+    shutil.rmtree(inv, ignore_errors=True)
     (inv / "group_vars").mkdir(parents=True, exist_ok=True)
     (inv / "host_vars").mkdir(parents=True, exist_ok=True)
     groups: dict[str, list[str]] = {}
@@ -189,8 +190,6 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
         group_vars[f"{name}_checksums"] = {"amd64": f"sha256:{info['sha256']}"}
         group_vars[f"{name}_download_base_url"] = f"http://127.0.0.1:{mirror_port}/{name}"
     (inv / "group_vars" / "all.yml").write_text("---\n" + _yaml(group_vars))
-    for old in (inv / "host_vars").glob("*.yml"):
-        old.unlink()
     for host in fleet.hosts:
         host_vars = {"ansible_host": fleet.container(host.name), "fleet_labels": host.labels, **host.vars}
         (inv / "host_vars" / f"{host.name}.yml").write_text("---\n" + _yaml(host_vars))
@@ -237,11 +236,23 @@ def ansible_env() -> dict[str, str]:
     return env
 
 
-def converge(fleet: Fleet, *extra: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run site.yml against the fleet; returns the finished process (output captured when asked)."""
+def converge(
+    fleet: Fleet,
+    *extra: str,
+    check: bool = True,
+    capture: bool = False,
+    edit_inventory: Callable[[Path], None] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run site.yml against the fleet; returns the finished process (output captured when asked).
+
+    The inventory is written afresh from the fleet's state each time; edit_inventory may change it first
+    (the bad-input tests use it), and the next run writes it back as it was.
+    """
     archives = upstream_archives.build(upstream_archives.DEFAULT_OUT)
     port = _free_port()
     write_inventory(fleet, archives, port)
+    if edit_inventory is not None:
+        edit_inventory(fleet.inventory)
     cmd = ["ansible-playbook", "-i", str(fleet.inventory), str(REPO / "site.yml"), *extra]
     with archive_mirror(port):
         if capture:

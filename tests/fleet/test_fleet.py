@@ -1,0 +1,204 @@
+"""site.yml on a real container fleet: hosts scraped from the inventory, idempotence, adding a host, bad input.
+
+The fleet is systemd containers (Debian 12 and 13) built by tests/harness; Prometheus and node_exporter are
+real binaries installed by the roles from the archive mirror on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import fleet as harness
+import pytest
+import yaml
+
+NAME = "fleettest"
+HOSTS = [
+    {
+        "name": "mon-1",
+        "suite": "bookworm",
+        "groups": ["monitoring"],
+        "labels": {"datacenter": "dc1", "rack": "r01", "team": "platform"},
+    },
+    {
+        "name": "node-1",
+        "suite": "trixie",
+        "groups": ["gpu_hosts"],
+        "labels": {"datacenter": "dc1", "rack": "r02", "team": "research"},
+    },
+]
+RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Iterator[harness.Fleet]:
+    fleet = harness.up(NAME, publish=None, hosts=HOSTS)
+    try:
+        result = harness.converge(fleet, capture=True, check=False)
+        assert result.returncode == 0, result.stdout[-5000:]
+        yield fleet
+    finally:
+        harness.down(NAME)
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    return {
+        host: {"changed": int(c), "unreachable": int(u), "failed": int(f)} for host, c, u, f in RECAP.findall(output)
+    }
+
+
+def targets(fleet: harness.Fleet) -> dict[tuple[str, str], dict[str, Any]]:
+    active = harness.prometheus_api(fleet, "/api/v1/targets")["data"]["activeTargets"]
+    return {(t["labels"]["job"], t["labels"]["instance"]): t for t in active}
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(1)
+
+
+def exec_in(fleet: harness.Fleet, host: str, *cmd: str) -> str:
+    return harness.docker("exec", fleet.container(host), *cmd).stdout
+
+
+def prometheus_pid(fleet: harness.Fleet) -> str:
+    return exec_in(fleet, "mon-1", "systemctl", "show", "-p", "MainPID", "--value", "prometheus").strip()
+
+
+def config_files(fleet: harness.Fleet) -> dict[str, str]:
+    out = exec_in(fleet, "mon-1", "sh", "-c", "sha256sum /etc/prometheus/prometheus.yml /etc/prometheus/file_sd/*.yml")
+    return {path: digest for digest, path in (line.split() for line in out.splitlines())}
+
+
+def all_up(fleet: harness.Fleet, expected: set[tuple[str, str]]) -> bool:
+    current = targets(fleet)
+    return expected <= set(current) and all(current[key]["health"] == "up" for key in expected)
+
+
+def test_every_inventory_host_is_scraped_with_its_labels(fleet: harness.Fleet) -> None:
+    expected = {("node", "mon-1"), ("node", "node-1"), ("prometheus", "mon-1")}
+    wait_for(lambda: all_up(fleet, expected))
+    current = targets(fleet)
+    assert set(current) == expected
+    node1 = current[("node", "node-1")]
+    assert node1["labels"] == {
+        "job": "node",
+        "instance": "node-1",
+        "datacenter": "dc1",
+        "rack": "r02",
+        "team": "research",
+    }
+    assert node1["scrapeUrl"] == f"http://{fleet.container('node-1')}:9100/metrics"
+    # The scraped data is node_exporter's, labelled by inventory hostname.
+    query = harness.prometheus_api(fleet, "/api/v1/query?query=count%20by%20(instance)(node_cpu_seconds_total)")
+    assert {r["metric"]["instance"] for r in query["data"]["result"]} == {"mon-1", "node-1"}
+
+
+def test_a_second_run_changes_nothing(fleet: harness.Fleet) -> None:
+    result = harness.converge(fleet, capture=True, check=False)
+    assert result.returncode == 0, result.stdout[-5000:]
+    summary = recap(result.stdout)
+    assert set(summary) >= {"mon-1", "node-1"}
+    assert all(v["changed"] == 0 for v in summary.values()), summary
+
+
+def test_an_added_host_is_scraped_without_restarting_prometheus(fleet: harness.Fleet) -> None:
+    pid_before = prometheus_pid(fleet)
+    files_before = config_files(fleet)
+    harness.add_host(
+        fleet,
+        harness.Host(
+            name="node-2", suite="bookworm", groups=["vllm_servers"], labels={"datacenter": "dc2", "team": "serving"}
+        ),
+    )
+    result = harness.converge(fleet, capture=True, check=False)
+    assert result.returncode == 0, result.stdout[-5000:]
+
+    wait_for(lambda: all_up(fleet, {("node", "node-2")}))
+    assert targets(fleet)[("node", "node-2")]["labels"]["team"] == "serving"
+    assert prometheus_pid(fleet) == pid_before, "Prometheus was restarted"
+    files_after = config_files(fleet)
+    changed = {path for path in files_after if files_after[path] != files_before.get(path)}
+    assert changed == {"/etc/prometheus/file_sd/node.yml"}
+    # Only the new host and the monitoring host's node job file changed.
+    summary = recap(result.stdout)
+    assert summary["node-1"]["changed"] == 0, summary
+
+
+def _host_vars(host: str, **values: Any) -> Callable[[Path], None]:
+    def edit(inventory: Path) -> None:
+        path = inventory / "host_vars" / f"{host}.yml"
+        data = yaml.safe_load(path.read_text())
+        data.update(values)
+        path.write_text(yaml.safe_dump(data))
+
+    return edit
+
+
+def _group_vars_all(**values: Any) -> Callable[[Path], None]:
+    def edit(inventory: Path) -> None:
+        path = inventory / "group_vars" / "all.yml"
+        data = yaml.safe_load(path.read_text())
+        data.update(values)
+        path.write_text(yaml.safe_dump(data))
+
+    return edit
+
+
+def _empty_monitoring(inventory: Path) -> None:
+    path = inventory / "hosts.yml"
+    data = yaml.safe_load(path.read_text())
+    data["all"]["children"]["monitoring"] = {"hosts": {}}
+    path.write_text(yaml.safe_dump(data))
+
+
+BAD_INPUTS = {
+    "empty monitoring group": (_empty_monitoring, ["the inventory's 'monitoring' group is empty"]),
+    "port outside 1-65535": (
+        _host_vars("node-1", node_exporter_port=70000),
+        ["host 'node-1'", "node_exporter_port=70000 is outside 1-65535"],
+    ),
+    "two jobs on one host:port": (
+        _host_vars("mon-1", node_exporter_port=9090),
+        ["host 'mon-1'", "node_exporter_port=9090", "job 'prometheus' already scrapes", "(prometheus_port)"],
+    ),
+    "unknown install method": (
+        _host_vars("node-1", node_exporter_install_method="tarball"),
+        ["host 'node-1'", "node_exporter_install_method=tarball is not one of archive, package"],
+    ),
+    "checksum mismatch": (
+        _group_vars_all(node_exporter_checksums={"amd64": "sha256:" + "0" * 64}),
+        [
+            "node_exporter archive",
+            "was refused, nothing was installed",
+            "node_exporter_checksums.amd64",
+            "mon-1",
+            "node-1",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_refused_before_anything_changes(fleet: harness.Fleet, case: str) -> None:
+    edit, messages = BAD_INPUTS[case]
+    pid_before = prometheus_pid(fleet)
+    files_before = config_files(fleet)
+
+    result = harness.converge(fleet, capture=True, check=False, edit_inventory=edit)
+
+    assert result.returncode != 0
+    text = " ".join(result.stdout.split())
+    for message in messages:
+        assert message in text, f"{message!r} not in output:\n{result.stdout[-4000:]}"
+    assert all(v["changed"] == 0 for v in recap(result.stdout).values()), recap(result.stdout)
+    assert prometheus_pid(fleet) == pid_before
+    assert config_files(fleet) == files_before
+    assert all_up(fleet, {("node", "mon-1"), ("node", "node-1"), ("prometheus", "mon-1")})
