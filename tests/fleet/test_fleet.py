@@ -202,3 +202,30 @@ def test_bad_input_is_refused_before_anything_changes(fleet: harness.Fleet, case
     assert prometheus_pid(fleet) == pid_before
     assert config_files(fleet) == files_before
     assert all_up(fleet, {("node", "mon-1"), ("node", "node-1"), ("prometheus", "mon-1")})
+
+
+def test_the_built_collection_installs_and_runs_site_from_an_empty_collections_path(
+    fleet: harness.Fleet, tmp_path: Path
+) -> None:
+    env = harness.ansible_env()
+    harness.run(
+        ["ansible-galaxy", "collection", "build", "--output-path", str(tmp_path), str(harness.REPO)],
+        env=env,
+        capture_output=True,
+    )
+    artifact = tmp_path / "llm_monitor-fleet-0.1.0.tar.gz"
+    members = harness.run(["tar", "-tzf", str(artifact)], capture_output=True).stdout.split()
+    assert "roles/prometheus/tasks/main.yml" in members and "playbooks/site.yml" in members
+    assert not [m for m in members if m.startswith(("tests/", "molecule/", "bench/", "collections/", ".venv"))]
+
+    installed = tmp_path / "collections"
+    harness.run(
+        ["ansible-galaxy", "collection", "install", "--offline", "-p", str(installed), str(artifact)],
+        env=env,
+        capture_output=True,
+    )
+    result = harness.converge(
+        fleet, capture=True, check=False, playbook="llm_monitor.fleet.site", collections_path=installed
+    )
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert all(v["changed"] == 0 for v in recap(result.stdout).values()), recap(result.stdout)

@@ -242,6 +242,8 @@ def converge(
     check: bool = True,
     capture: bool = False,
     edit_inventory: Callable[[Path], None] | None = None,
+    playbook: str = str(REPO / "site.yml"),
+    collections_path: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run site.yml against the fleet; returns the finished process (output captured when asked).
 
