@@ -40,7 +40,7 @@ lint: venv
 	ansible-lint --profile production
 	ruff check plugins tests bench
 	ruff format --check plugins tests bench
-	mypy plugins/filter tests/harness tests/unit
+	mypy plugins/filter tests/harness tests/unit tests/fleet bench/run.py
 
 unit: venv
 	$(PY) -m pytest -q tests/unit

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Benchmarks for llm_monitor.fleet, printed with their targets side by side.
+
+    bench/run.py                 # everything
+    bench/run.py --only file_sd  # one section: file_sd, converge, exporters
+
+file_sd   derive and render the file_sd files for a generated inventory of 1,000 hosts in 10 groups
+converge  first converge and idempotent re-run of site.yml on a 3-host container fleet
+exporters the exporters package's own benchmarks (bench/exporters/), when present
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(REPO / "tests" / "harness"))
+
+import fleet as harness  # noqa: E402
+import yaml  # noqa: E402
+
+
+def row(name: str, value: float, unit: str, target: float | None = None) -> None:
+    if target is None:
+        print(f"  {name:<48} {value:>10.2f} {unit}")
+        return
+    verdict = "ok" if value <= target else "OVER TARGET"
+    print(f"  {name:<48} {value:>10.2f} {unit}   target < {target:g} {unit}   ratio {value / target:5.2f}  {verdict}")
+
+
+def bench_file_sd(hosts: int = 1000, groups: int = 10) -> None:
+    print(f"file_sd: derive and render for {hosts} hosts in {groups} groups ({groups + 1} jobs)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        (out / "file_sd").mkdir()
+        inventory: dict[str, dict[str, object]] = {}
+        for g in range(groups):
+            members = {}
+            for i in range(g, hosts, groups):
+                members[f"host-{i:04d}"] = {
+                    "ansible_host": f"10.{i // 250}.{i % 250}.10",
+                    "fleet_labels": {"datacenter": f"dc{i % 3}", "rack": f"r{i % 40:02d}", "team": f"team{g}"},
+                }
+            inventory[f"group_{g:02d}"] = {"hosts": members}
+        (out / "hosts.json").write_text(json.dumps({"all": {"children": inventory}}))
+        jobs = [{"name": "node", "group": "all", "port_var": "node_exporter_port", "default_port": 9100}]
+        jobs += [
+            {
+                "name": f"job_{g:02d}",
+                "group": f"group_{g:02d}",
+                "port_var": f"job_{g:02d}_port",
+                "default_port": 9200 + g,
+            }
+            for g in range(groups)
+        ]
+        (out / "jobs.json").write_text(json.dumps(jobs))
+        env = harness.ansible_env() | {"BENCH_OUT": str(out)}
+        cmd = ["ansible-playbook", "-i", str(out / "hosts.json"), str(BENCH / "render_file_sd.yml")]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=REPO, env=env, text=True, capture_output=True)
+        elapsed = time.perf_counter() - start
+        if proc.returncode != 0:
+            print(proc.stdout[-3000:], proc.stderr[-3000:])
+            raise SystemExit("file_sd benchmark failed")
+        rendered = sum(len(yaml.safe_load(p.read_text()) or []) for p in (out / "file_sd").glob("*.yml"))
+        row("ansible-playbook, inventory load to files written", elapsed, "s", 15)
+        print(f"  {'target groups rendered':<48} {rendered:>10d}")
+
+
+RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", re.M)
+
+
+def bench_converge() -> None:
+    print("converge: site.yml on a 3-host container fleet (Debian 12 + 13)")
+    fleet = harness.up("bench", publish=None)
+    try:
+        start = time.perf_counter()
+        harness.converge(fleet, capture=True)
+        row("first converge", time.perf_counter() - start, "s")
+        start = time.perf_counter()
+        proc = harness.converge(fleet, capture=True)
+        row("idempotent re-run", time.perf_counter() - start, "s", 45)
+        changed = sum(int(c) for _, c in RECAP.findall(proc.stdout))
+        print(f"  {'tasks changed on the re-run':<48} {changed:>10d}   target 0   {'ok' if changed == 0 else 'FAIL'}")
+    finally:
+        harness.down("bench")
+
+
+def bench_exporters(quick: bool) -> None:
+    script = BENCH / "exporters" / "run.py"
+    if not script.exists():
+        print("exporters: bench/exporters/run.py not present, skipped")
+        return
+    subprocess.run([sys.executable, str(script), *(["--quick"] if quick else [])], check=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["file_sd", "converge", "exporters"], action="append")
+    parser.add_argument("--quick", action="store_true", help="smaller runs where a section supports it")
+    args = parser.parse_args()
+    sections = args.only or ["file_sd", "converge", "exporters"]
+    if "file_sd" in sections:
+        bench_file_sd()
+    if "converge" in sections:
+        bench_converge()
+    if "exporters" in sections:
+        bench_exporters(args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
