@@ -6,6 +6,7 @@ real binaries installed by the roles from the archive mirror on 127.0.0.1.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,8 @@ import fleet as harness
 import pytest
 import yaml
 
-NAME = "fleettest"
+# Unique per run, so two checkouts (or a test run beside the demo) never share containers.
+NAME = f"fleettest{os.getpid()}"
 HOSTS = [
     {
         "name": "mon-1",

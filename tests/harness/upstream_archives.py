@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import http.server
 import io
+import os
 import re
 import subprocess
 import sys
@@ -81,7 +82,10 @@ def build(out: Path) -> dict[str, dict[str, str]]:
         data = _tar_gz(files, top)
         path = out / "mirror" / name / f"v{version}" / f"{top}.tar.gz"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        # Atomic, so a mirror serving this file from another run never sees half of it.
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial.write_bytes(data)
+        partial.replace(path)
         built[name] = {"version": version, "file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
     return built
 
