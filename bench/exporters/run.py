@@ -65,10 +65,21 @@ def rss_mb(pid: int) -> float:
 @contextlib.contextmanager
 def exporter(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llm_monitor_exporters", *args, "--listen-address",
-                             f"127.0.0.1:{port}", "--log-level", "warning"],
-                            env={**os.environ, "PYTHONPATH": str(EXPORTERS / "src")},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llm_monitor_exporters",
+            *args,
+            "--listen-address",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        env={**os.environ, "PYTHONPATH": str(EXPORTERS / "src")},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -117,24 +128,33 @@ def bench_gpu(scrapes: int) -> None:
         cpu.append(time.thread_time() - c0)
         wall.append(time.perf_counter() - t0)
     collector.close()
-    print(f"collection cycle (in-process, 200 cycles): CPU mean {statistics.mean(cpu) * 1e3:.2f} ms, "
-          f"wall p50 {pct(wall, 50) * 1e3:.2f} ms, p99 {pct(wall, 99) * 1e3:.2f} ms; "
-          f"{sim.calls // 201} NVML facade calls per cycle")
+    print(
+        f"collection cycle (in-process, 200 cycles): CPU mean {statistics.mean(cpu) * 1e3:.2f} ms, "
+        f"wall p50 {pct(wall, 50) * 1e3:.2f} ms, p99 {pct(wall, 99) * 1e3:.2f} ms; "
+        f"{sim.calls // 201} NVML facade calls per cycle"
+    )
     with exporter("gpu", "--simulate", "--simulate-gpus", "8", "--interval", "1") as (proc, port):
         time.sleep(1.5)  # PCIe + XID helper threads running, a few cycles done
         lat, size = scrape_loop(port, scrapes)
         p50, p99 = pct(lat, 50) * 1e3, pct(lat, 99) * 1e3
         mem = rss_mb(proc.pid)
-        print(f"scrape latency over {scrapes} scrapes ({size / 1024:.0f} KiB each): p50 {p50:.2f} ms, p99 {p99:.2f} ms"
-              f" (target p99 < 5 ms: {'OK' if p99 < 5 else 'MISSED'}), max {max(lat) * 1e3:.2f} ms")
+        print(
+            f"scrape latency over {scrapes} scrapes ({size / 1024:.0f} KiB each): p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+            f" (target p99 < 5 ms: {'OK' if p99 < 5 else 'MISSED'}), max {max(lat) * 1e3:.2f} ms"
+        )
         print(f"exporter RSS after {scrapes} scrapes: {mem:.1f} MB (target < 40 MB: {'OK' if mem < 40 else 'MISSED'})")
 
 
 def make_containers(client: Any, n: int, first: int = 0) -> list[Any]:
     def start(i: int) -> Any:
-        return client.containers.run(IMAGE, ["sleep", "3600"], name=f"{PREFIX}{os.getpid()}-{i}", detach=True,
-                                     network_mode="none", labels={"com.docker.compose.project": "lmxbench",
-                                                                  "com.docker.compose.service": f"svc{i % 5}"})
+        return client.containers.run(
+            IMAGE,
+            ["sleep", "3600"],
+            name=f"{PREFIX}{os.getpid()}-{i}",
+            detach=True,
+            network_mode="none",
+            labels={"com.docker.compose.project": "lmxbench", "com.docker.compose.service": f"svc{i % 5}"},
+        )
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         return list(pool.map(start, range(first, first + n)))
@@ -147,9 +167,8 @@ def remove_bench_containers(client: Any) -> None:
 
 
 def bench_containers(counts: list[int], scrapes: int, sample: int, sample_slow: int) -> None:
-    import docker  # noqa: PLC0415 - only needed for the container part
-
-    from llm_monitor_exporters.containers import ContainerCollector, ContainersConfig  # noqa: PLC0415
+    import docker
+    from llm_monitor_exporters.containers import ContainerCollector, ContainersConfig
 
     try:
         client = docker.from_env(timeout=120)
@@ -183,9 +202,11 @@ def bench_containers(counts: list[int], scrapes: int, sample: int, sample_slow: 
                 cpus.append(time.thread_time() - c0)
             collector.close()
             ours = statistics.median(times)
-            print(f"exporter collection (cgroup files + /proc, rendering incl.), median of 20: {ours * 1e3:.1f} ms "
-                  f"(CPU {statistics.median(cpus) * 1e3:.1f} ms)"
-                  + (f" (target < 200 ms at 100: {'OK' if ours < 0.2 else 'MISSED'})" if n >= 100 else ""))
+            print(
+                f"exporter collection (cgroup files + /proc, rendering incl.), median of 20: {ours * 1e3:.1f} ms "
+                f"(CPU {statistics.median(cpus) * 1e3:.1f} ms)"
+                + (f" (target < 200 ms at 100: {'OK' if ours < 0.2 else 'MISSED'})" if n >= 100 else "")
+            )
             picked = running[:sample]
             t1 = time.perf_counter()
             for c in picked:
@@ -196,21 +217,29 @@ def bench_containers(counts: list[int], scrapes: int, sample: int, sample_slow: 
             for c in picked_slow:
                 client.api.stats(c.id, stream=False)
             full = (time.perf_counter() - t1) / len(picked_slow) * n
-            print(f"docker stats(stream=False, one_shot=True): {one_shot * 1e3:.0f} ms for {n} "
-                  f"(EXTRAPOLATED from {len(picked)} sampled containers)")
-            print(f"docker stats(stream=False):                {full:.1f} s for {n} "
-                  f"(EXTRAPOLATED from {len(picked_slow)} sampled containers)")
+            print(
+                f"docker stats(stream=False, one_shot=True): {one_shot * 1e3:.0f} ms for {n} "
+                f"(EXTRAPOLATED from {len(picked)} sampled containers)"
+            )
+            print(
+                f"docker stats(stream=False):                {full:.1f} s for {n} "
+                f"(EXTRAPOLATED from {len(picked_slow)} sampled containers)"
+            )
             ratio = one_shot / ours
-            print(f"ratio: exporter is {ratio:.0f}x faster than one_shot stats (target >= 20x: "
-                  f"{'OK' if ratio >= 20 else 'MISSED'}), {full / ours:.0f}x faster than stats(stream=False)")
+            print(
+                f"ratio: exporter is {ratio:.0f}x faster than one_shot stats (target >= 20x: "
+                f"{'OK' if ratio >= 20 else 'MISSED'}), {full / ours:.0f}x faster than stats(stream=False)"
+            )
             with exporter("containers", "--interval", "1") as (proc, port):
                 time.sleep(2)
                 lat, size = scrape_loop(port, scrapes)
                 mem = rss_mb(proc.pid)
-                print(f"exporter process: {scrapes} scrapes ({size / 1024:.0f} KiB each) "
-                      f"p50 {pct(lat, 50) * 1e3:.2f} ms, p99 {pct(lat, 99) * 1e3:.2f} ms; "
-                      f"RSS {mem:.1f} MB (target < 40 MB: "
-                      f"{'OK' if mem < 40 else 'MISSED'})")
+                print(
+                    f"exporter process: {scrapes} scrapes ({size / 1024:.0f} KiB each) "
+                    f"p50 {pct(lat, 50) * 1e3:.2f} ms, p99 {pct(lat, 99) * 1e3:.2f} ms; "
+                    f"RSS {mem:.1f} MB (target < 40 MB: "
+                    f"{'OK' if mem < 40 else 'MISSED'})"
+                )
     finally:
         remove_bench_containers(client)
         print(f"(removed bench containers {PREFIX}*)")
