@@ -38,8 +38,8 @@ images: engine
 lint: venv
 	yamllint -s .
 	ansible-lint --profile production
-	ruff check plugins tests bench
-	ruff format --check plugins tests bench
+	ruff check plugins tests bench molecule
+	ruff format --check plugins tests bench molecule
 	mypy plugins/filter tests/harness tests/unit tests/fleet bench/run.py
 
 unit: venv

@@ -5,7 +5,7 @@ GitHub is unreachable here, so the archive install path is exercised with real b
 way upstream ships them (``node_exporter-<v>.linux-amd64/node_exporter``), their real sha256, and a
 mirror on 127.0.0.1 that keeps upstream's URL layout (``<base>/v<version>/<file>``).
 
-    upstream_archives.py build [--out DIR]        # writes DIR/mirror/... and DIR/vars.yml
+    upstream_archives.py build [--out DIR] [--vars FILE]  # writes DIR/mirror/... and the Ansible vars
     upstream_archives.py serve [--out DIR] [--port N]
 """
 
@@ -107,11 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["build", "serve"])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output directory (default: %(default)s)")
     parser.add_argument("--port", type=int, default=18081, help="mirror port on 127.0.0.1 (default: %(default)s)")
+    parser.add_argument("--vars", type=Path, help="where build writes the Ansible vars (default: OUT/vars.yml)")
     args = parser.parse_args(argv)
 
     if args.command == "build":
         built = build(args.out)
-        (args.out / "vars.yml").write_text(vars_yaml(built, f"http://127.0.0.1:{args.port}"))
+        (args.vars or args.out / "vars.yml").write_text(vars_yaml(built, f"http://127.0.0.1:{args.port}"))
         for name, info in built.items():
             print(f"{name} {info['version']} {info['file']} sha256:{info['sha256']}")
         return 0

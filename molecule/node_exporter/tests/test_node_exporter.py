@@ -13,9 +13,7 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLEC
 
 METRICS_URL = "http://127.0.0.1:9100/metrics"
 # The converge playbook takes the versions from the archive mirror's vars file.
-MIRROR_VARS = yaml.safe_load(
-    (Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / ".cache/upstream-archives/vars.yml").read_text()
-)
+MIRROR_VARS = yaml.safe_load(Path(os.environ["LLM_MONITOR_ARCHIVE_VARS"]).read_text())
 
 
 def _vars(host):
