@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(CURDIR)/$(VENV)/bin
-export PATH := $(BIN):$(PATH)
+export PATH := $(BIN):$(CURDIR)/.cache/tools/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export ANSIBLE_ROLES_PATH := $(CURDIR)/roles
@@ -11,7 +11,7 @@ export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 MOLECULE_SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help venv engine images lint unit exporters-test molecule fleet-test test demo demo-status demo-down bench build clean
+.PHONY: help venv engine tools images lint unit exporters-test molecule fleet-test test demo demo-status demo-down bench build clean
 
 help:
 	@echo "make demo        start a local container fleet, run site.yml on it, print Prometheus' URL and targets"
@@ -32,6 +32,9 @@ venv: $(VENV)/.installed
 engine:
 	bash tests/harness/docker-engine.sh
 
+tools:
+	bash tests/harness/tools.sh
+
 images: engine
 	bash tests/harness/build-images.sh bookworm trixie
 
@@ -45,7 +48,7 @@ lint: venv
 unit: venv
 	$(PY) -m pytest -q tests/unit
 
-exporters-test: venv
+exporters-test: venv tools engine
 	if [ -f files/exporters/pyproject.toml ]; then \
 	  cd files/exporters && $(BIN)/ruff check && $(BIN)/mypy --strict src && $(BIN)/python -m pytest -q; fi
 
