@@ -104,6 +104,59 @@ def _containers_build(cfg: Any) -> Collector:
     return ContainerCollector(cfg)
 
 
+# --- vllm, litellm, langfuse -----------------------------------------------------------------------
+def _no_args(_p: argparse.ArgumentParser) -> None:
+    """No exporter-specific flags: secrets and endpoints come from the config file only."""
+
+
+def _no_apply(_cfg: Any, _ns: argparse.Namespace) -> None:
+    pass
+
+
+def _vllm_build(cfg: Any) -> Collector:
+    from llm_monitor_exporters.vllm import VllmCollector  # noqa: PLC0415
+
+    return VllmCollector(cfg)
+
+
+def _litellm_build(cfg: Any) -> Collector:
+    from llm_monitor_exporters.litellm import LitellmCollector  # noqa: PLC0415
+
+    return LitellmCollector(cfg)
+
+
+def _langfuse_build(cfg: Any) -> Collector:
+    from llm_monitor_exporters.langfuse import LangfuseCollector  # noqa: PLC0415
+
+    return LangfuseCollector(cfg)
+
+
+def _llm_specs() -> dict[str, ExporterSpec]:
+    from llm_monitor_exporters.langfuse import LangfuseConfig  # noqa: PLC0415
+    from llm_monitor_exporters.litellm import LitellmConfig  # noqa: PLC0415
+    from llm_monitor_exporters.vllm import VllmConfig  # noqa: PLC0415
+
+    return {
+        "vllm": ExporterSpec(
+            "vllm", "vLLM server discovery (Docker + static) and Prometheus HTTP SD (llm_monitor_vllm_*)",
+            "Discovers vLLM servers (containers by image, label or command line; static endpoints), probes "
+            "/health and /v1/models, and serves a Prometheus HTTP SD document (/sd/vllm) so Prometheus "
+            "scrapes vLLM's native /metrics.",
+            9436, VllmConfig, _no_args, _no_apply, _vllm_build),
+        "litellm": ExporterSpec(
+            "litellm", "LiteLLM proxy liveness, catalog, cached deployment health, spend (llm_monitor_litellm_*)",
+            "Polls a LiteLLM proxy: /health/liveliness, /health/readiness, /model/info (no secrets exported), "
+            "/health at most every health_interval, and the spend endpoints when a database is connected. "
+            "The master key comes from master_key_file or master_key_env, never the command line.",
+            9437, LitellmConfig, _no_args, _no_apply, _litellm_build),
+        "langfuse": ExporterSpec(
+            "langfuse", "Langfuse usage, cost, latency and errors per project (llm_monitor_langfuse_*)",
+            "Polls the Langfuse public API per project (health, metrics/daily, metrics queries) every "
+            "poll_interval, caches between polls, backs off on 429/5xx and counts its own API calls.",
+            9438, LangfuseConfig, _no_args, _no_apply, _langfuse_build),
+    }
+
+
 def _specs() -> dict[str, ExporterSpec]:
     from llm_monitor_exporters.containers import ContainersConfig  # noqa: PLC0415
     from llm_monitor_exporters.gpu import GpuConfig  # noqa: PLC0415
@@ -121,10 +174,11 @@ def _specs() -> dict[str, ExporterSpec]:
             "/proc/<pid>/net/dev, with names and labels from the Docker API (list/inspect and events; "
             "never the stats API).",
             9417, ContainersConfig, _containers_args, _containers_apply, _containers_build),
+        **_llm_specs(),
     }
 
 
-EXPORTER_NAMES = ("gpu", "containers")
+EXPORTER_NAMES = ("gpu", "containers", "vllm", "litellm", "langfuse")
 
 
 def build_parser(specs: dict[str, ExporterSpec]) -> argparse.ArgumentParser:
@@ -198,6 +252,10 @@ def load_configuration(spec: ExporterSpec, ns: argparse.Namespace) -> Loaded:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in args if not a.startswith("-")), None)
+    if first == "simulate":
+        from llm_monitor_exporters.simulators.cli import main as simulate_main  # noqa: PLC0415
+
+        return simulate_main(args[args.index("simulate") + 1:])
     if first is not None and first not in EXPORTER_NAMES:
         print(f"llm-monitor-exporter: error: unknown exporter {first!r} "
               f"(available: {', '.join(EXPORTER_NAMES)}); see llm-monitor-exporter --help", file=sys.stderr)

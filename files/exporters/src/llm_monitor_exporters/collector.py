@@ -13,7 +13,7 @@ import gzip
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
@@ -57,6 +57,10 @@ class Collector(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Stop helper threads and release resources."""
+
+    def http_routes(self) -> dict[str, Callable[[], tuple[int, str, bytes]]]:
+        """Extra GET paths served next to the metrics (same TLS/basic auth): path -> () -> (code, type, body)."""
+        return {}
 
 
 class _View:

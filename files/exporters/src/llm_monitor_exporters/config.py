@@ -68,6 +68,11 @@ def _convert(value: object, tp: Any, where: str, meta: typing.Mapping[str, Any])
         if len(args) == 1:
             return _convert(value, args[0], where, meta)
         raise TypeError(f"unsupported union {tp}")  # pragma: no cover - programming error
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {_describe(value)}")
+        return [_convert(item, item_tp, _index(where, i), {}) for i, item in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -117,6 +122,10 @@ def _build(cls: type[T], data: typing.Mapping[str, Any], where: str) -> T:
         if name in data:
             kwargs[name] = _convert(data[name], hints[name], _join(where, name), field.metadata)
     return cls(**kwargs)
+
+
+def _index(where: str, i: int) -> str:
+    return where[:-1] + f"[{i}]'" if where.endswith("'") else f"{where}[{i}]"
 
 
 def _join(where: str, name: str) -> str:

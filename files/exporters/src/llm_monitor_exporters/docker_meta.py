@@ -34,6 +34,8 @@ class ContainerMeta:
     pid: int = 0
     network_mode: str = ""
     gpus: list[str] = field(default_factory=list)
+    #: the full inspect document, kept only when DockerMetadata(keep_inspect=True) (vllm discovery)
+    inspect: dict[str, Any] | None = None
 
 
 class MetadataSource(Protocol):
@@ -117,12 +119,13 @@ class DockerMetadata:
     """Keeps container metadata current from Docker events plus periodic full resyncs."""
 
     def __init__(self, url: str, timeout: float = 10.0, resync_interval: float = 60.0,
-                 max_backoff: float = 30.0, include_stopped: bool = True) -> None:
+                 max_backoff: float = 30.0, include_stopped: bool = True, keep_inspect: bool = False) -> None:
         self.url = url
         self.timeout = timeout
         self.resync_interval = resync_interval
         self.max_backoff = max_backoff
         self.include_stopped = include_stopped
+        self.keep_inspect = keep_inspect
         self._lock = threading.Lock()
         self._containers: dict[str, ContainerMeta] = {}
         self._oom_events: dict[str, int] = {}
@@ -212,9 +215,13 @@ class DockerMetadata:
         import docker.errors  # noqa: PLC0415
 
         try:
-            return meta_from_inspect(client.api.inspect_container(cid))
+            data = client.api.inspect_container(cid)
         except docker.errors.NotFound:
             return None
+        meta = meta_from_inspect(data)
+        if self.keep_inspect:
+            meta.inspect = data
+        return meta
 
     def _follow_events(self, client: Any, since: int, until: int) -> None:
         stream = client.api.events(since=since, until=until, filters={"type": "container"}, decode=True)

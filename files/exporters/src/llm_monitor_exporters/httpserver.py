@@ -49,6 +49,7 @@ class MetricsServer(ThreadingHTTPServer):
         self.display_address = address
         self.loop = loop
         self.metrics_path = metrics_path
+        self.routes = loop.collector.http_routes()
         self.response_headers = dict(web.headers)
         self.authenticator: BasicAuthenticator | None = web.authenticator()
         self.ssl_context: ssl.SSLContext | None = web.ssl_context()
@@ -138,6 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = self.server.loop.latest(want_gzip=want_gzip)
             extra = {"Content-Encoding": "gzip"} if want_gzip else {}
             self._send(200, body, CONTENT_TYPE_PLAIN_0_0_4, extra=extra, head=head)
+        elif path in self.server.routes:
+            code, content_type, body = self.server.routes[path]()
+            self._send(code, body, content_type, head=head)
         elif path == "/":
             page = _LANDING.format(name=self.server.loop.collector.name, version=__version__,
                                    path=self.server.metrics_path)
