@@ -33,6 +33,8 @@ class ExporterSpec:
     add_arguments: Callable[[argparse.ArgumentParser], None]
     apply_arguments: Callable[[Any, argparse.Namespace], None]
     build: Callable[[Any], Collector]
+    #: exporters that are not a SnapshotLoop (the Ollama proxy): run(server_cfg, exporter_cfg, web) -> exit code
+    run: Callable[[Any, Any, Any], int] | None = None
 
 
 # --- gpu ------------------------------------------------------------------------------------------
@@ -157,6 +159,58 @@ def _llm_specs() -> dict[str, ExporterSpec]:
     }
 
 
+# --- ollama-proxy ---------------------------------------------------------------------------------
+def _ollama_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("ollama proxy (--listen-address is the metrics address)")
+    g.add_argument("--proxy-listen-address", metavar="HOST:PORT",
+                   help="where Ollama clients connect (ollama-proxy.listen, default 127.0.0.1:11435)")
+    g.add_argument("--upstream-url", metavar="URL",
+                   help="the real Ollama (ollama-proxy.upstream_url, default http://127.0.0.1:11434)")
+    g.add_argument("--max-models", type=int, metavar="N", help="model label values before 'other' (default 50)")
+    g.add_argument("--upstream-timeout", type=float, metavar="SECONDS",
+                   help="seconds Ollama may stay silent before 504 (0 disables; default 300)")
+    g.add_argument("--log-bodies", action="store_true", help="log prompts and answers (off by default)")
+
+
+def _ollama_apply(cfg: Any, ns: argparse.Namespace) -> None:
+    from llm_monitor_exporters.ollama_proxy import validate  # noqa: PLC0415
+
+    for attr, key in (("proxy_listen_address", "listen"), ("upstream_url", "upstream_url"),
+                      ("max_models", "max_models"), ("upstream_timeout", "upstream_timeout")):
+        value = getattr(ns, attr)
+        if value is not None:
+            setattr(cfg, key, value)
+    if ns.log_bodies:
+        cfg.log_bodies = True
+    if cfg.max_models < 1 or cfg.upstream_timeout < 0:
+        raise ConfigError("ollama-proxy: max_models must be >= 1 and upstream_timeout >= 0")
+    validate(cfg)
+
+
+def _ollama_build(_cfg: Any) -> Collector:
+    raise ConfigError("ollama-proxy is served by its own asyncio server, not a collection loop")
+
+
+def _ollama_run(server: Any, cfg: Any, web: Any) -> int:
+    from llm_monitor_exporters.ollama_proxy import run  # noqa: PLC0415
+
+    return run(cfg, web, server.listen_address, server.metrics_path, server.interval)
+
+
+def _ollama_specs() -> dict[str, ExporterSpec]:
+    from llm_monitor_exporters.ollama_proxy import DEFAULT_METRICS_PORT, OllamaProxyConfig  # noqa: PLC0415
+
+    return {
+        "ollama-proxy": ExporterSpec(
+            "ollama-proxy", "Transparent Ollama monitoring proxy (llm_monitor_ollama_*)",
+            "Forwards every Ollama API request unchanged (streams relayed chunk by chunk, pooled keep-alive "
+            "upstream connections) and records requests, time to first token, durations, tokens, tokens/s "
+            "and errors per model and endpoint; polls /api/ps and /api/tags in the background. Metrics are "
+            "served on --listen-address (default :9439); --interval is the poll interval.",
+            DEFAULT_METRICS_PORT, OllamaProxyConfig, _ollama_args, _ollama_apply, _ollama_build, _ollama_run),
+    }
+
+
 def _specs() -> dict[str, ExporterSpec]:
     from llm_monitor_exporters.containers import ContainersConfig  # noqa: PLC0415
     from llm_monitor_exporters.gpu import GpuConfig  # noqa: PLC0415
@@ -175,10 +229,11 @@ def _specs() -> dict[str, ExporterSpec]:
             "never the stats API).",
             9417, ContainersConfig, _containers_args, _containers_apply, _containers_build),
         **_llm_specs(),
+        **_ollama_specs(),
     }
 
 
-EXPORTER_NAMES = ("gpu", "containers", "vllm", "litellm", "langfuse")
+EXPORTER_NAMES = ("gpu", "containers", "vllm", "litellm", "langfuse", "ollama-proxy")
 
 
 def build_parser(specs: dict[str, ExporterSpec]) -> argparse.ArgumentParser:
@@ -252,6 +307,14 @@ def load_configuration(spec: ExporterSpec, ns: argparse.Namespace) -> Loaded:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in args if not a.startswith("-")), None)
+    if first == "simulate" and args[args.index("simulate") + 1:][:1] == ["ollama"]:
+        from llm_monitor_exporters.simulators.ollama_sim import main as ollama_sim_main  # noqa: PLC0415
+
+        return ollama_sim_main(args[args.index("simulate") + 1:])
+    if first == "traffic":
+        from llm_monitor_exporters.traffic import main as traffic_main  # noqa: PLC0415
+
+        return traffic_main(args[args.index("traffic") + 1:])
     if first == "simulate":
         from llm_monitor_exporters.simulators.cli import main as simulate_main  # noqa: PLC0415
 
@@ -283,7 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             parse_listen_address(loaded.server.listen_address)
-            spec.build(loaded.exporter)  # validates simulation model etc.; starts nothing
+            if spec.run is None:
+                spec.build(loaded.exporter)  # validates simulation model etc.; starts nothing
         except (ListenError, ConfigError) as exc:
             print(f"llm-monitor-exporter {spec.name}: configuration error: {exc}", file=sys.stderr)
             return EXIT_ERROR
@@ -292,6 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{loaded.server.listen_address}, web config {web.source or '(none)'}: "
               f"{'TLS' if web.tls else 'plain HTTP'}, {auth}")
         return EXIT_OK
+    if spec.run is not None:
+        return spec.run(loaded.server, loaded.exporter, web)
     return serve(spec, loaded, web)
 
 

@@ -27,7 +27,7 @@ from llm_monitor_exporters.credentials import Secret, load_secret
 
 log = logging.getLogger(__name__)
 
-QUANTILES = (("p50", "0.5"), ("p95", "0.95"), ("p99", "0.99"))
+QUANTILES = (("p50", "p50"), ("p95", "p95"), ("p99", "p99"))
 ENDPOINTS = ("health", "metrics_daily", "metrics_latency", "metrics_errors")
 
 
@@ -231,7 +231,7 @@ class LangfuseCollector(Collector):
         latency = GaugeMetricFamily(
             p + "latency_seconds",
             "Latency percentiles over the query window (metrics API).",
-            labels=[*lp, "view", "quantile"],
+            labels=[*lp, "view", "percentile"],
         )
         errs = GaugeMetricFamily(p + "error_observations", "ERROR-level observations over the query window.", labels=lp)
         calls = CounterMetricFamily(

@@ -1,0 +1,471 @@
+"""Ollama monitoring proxy: unit tests on recorded samples, streaming, pooling, cardinality, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+import socket
+import time
+from collections.abc import Callable
+
+import aiohttp
+import bcrypt
+import pytest
+
+from conftest import parse_samples, value
+from llm_monitor_exporters.ollama_metrics import Histogram, ModelLabels, OllamaMetrics, normalise_endpoint
+from llm_monitor_exporters.ollama_proxy import Inspector, inspect_request, parse_ps, parse_tags
+from llm_monitor_exporters.simulators.ollama_sim import SAMPLES, load_sample
+from llm_monitor_exporters.webconfig import WebConfig
+from ollama_support import run as arun
+from ollama_support import stack
+
+GEN = "llm_monitor_ollama_generated_tokens_total"
+
+
+# --- units -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("path", "endpoint"),
+    [
+        ("/api/generate", "generate"),
+        ("/api/chat", "chat"),
+        ("/api/embed", "embed"),
+        ("/api/embeddings", "embeddings"),
+        ("/api/tags", "tags"),
+        ("/api/ps", "ps"),
+        ("/api/show", "show"),
+        ("/api/pull", "pull"),
+        ("/api/push", "push"),
+        ("/api/create", "create"),
+        ("/api/copy", "copy"),
+        ("/api/delete", "delete"),
+        ("/api/version", "version"),
+        ("/v1/chat/completions", "openai_chat"),
+        ("/v1/completions", "openai_completions"),
+        ("/v1/embeddings", "openai_embeddings"),
+        ("/v1/models", "openai_models"),
+        ("/api/generate/", "generate"),
+        ("/api/tags?x=1", "tags"),
+        ("/", "other"),
+        ("/api/blobs/sha256:abc", "other"),
+        ("/v1/models/llama3", "other"),
+        ("/../etc/passwd", "other"),
+    ],
+)
+def test_normalise_endpoint(path: str, endpoint: str) -> None:
+    assert normalise_endpoint(path) == endpoint
+
+
+def test_missing_stream_means_streaming() -> None:
+    assert inspect_request(b'{"model":"llama3.2","prompt":"hi"}', "generate") == ("llama3.2", True, True)
+    assert inspect_request(b'{"model":"m","messages":[]}', "chat") == ("m", True, True)
+    assert inspect_request(b'{"model":"m","stream":false}', "chat") == ("m", False, True)
+    assert inspect_request(b'{"model":"m","stream":true}', "generate") == ("m", True, True)
+    # OpenAI-compatible endpoints do not stream unless asked
+    assert inspect_request(b'{"model":"m"}', "openai_chat") == ("m", False, True)
+    assert inspect_request(b'{"model":"m","stream":true}', "openai_chat") == ("m", True, True)
+    assert inspect_request(b"not json", "generate") == (None, True, False)
+    assert inspect_request(b"[1,2]", "chat") == (None, True, False)
+    assert inspect_request(b'{"name":"llama3"}', "show") == ("llama3", False, True)
+
+
+def test_model_label_cap() -> None:
+    labels = ModelLabels(limit=3)
+    assert [labels.label(m) for m in ("a", "b", "a", "c", "d", "e", "b")] == ["a", "b", "a", "c", "other", "other", "b"]
+    assert labels.label(None) == "unknown"
+    assert labels.label(42) == "unknown"
+    assert ModelLabels(5).label("x" * 500) == "other"
+
+
+def test_histogram_buckets() -> None:
+    h = Histogram((0.1, 1.0))
+    for v in (0.05, 0.1, 0.5, 5.0, float("nan")):
+        h.observe(v)
+    assert h.cumulative() == [("0.1", 2.0), ("1.0", 3.0), ("+Inf", 4.0)]
+    assert h.count == 4
+    assert h.sum == pytest.approx(5.65)
+
+
+def _feed_in_pieces(insp: Inspector, data: bytes, seed: int) -> None:
+    rng = random.Random(seed)
+    i = 0
+    while i < len(data):
+        n = rng.randint(1, 40)
+        insp.feed(data[i : i + n])
+        i += n
+    insp.finish()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_inspector_recorded_generate_stream(seed: int) -> None:
+    m = OllamaMetrics()
+    insp = Inspector(m, "llama3.2", "generate", True, time.perf_counter(), True)
+    _feed_in_pieces(insp, (SAMPLES / "generate_stream.ndjson").read_bytes(), seed)
+    assert insp.final_seen and insp.first_token_seen and not insp.malformed
+    key = ("llama3.2", "generate")
+    assert m.prompt_tokens[key] == 26
+    assert m.generated_tokens[key] == 259
+    assert m.total_duration[key].sum == pytest.approx(10.706818083)
+    assert m.load_duration[key].sum == pytest.approx(6.338219291)
+    assert m.tokens_per_second[key].sum == pytest.approx(259 / 4.23271)
+    assert m.ttft[key].count == 1
+
+
+def test_inspector_recorded_chat_nonstream_and_openai() -> None:
+    m = OllamaMetrics()
+    insp = Inspector(m, "gemma2:2b", "chat", True, time.perf_counter(), True)
+    _feed_in_pieces(insp, (SAMPLES / "chat_stream.ndjson").read_bytes(), 7)
+    assert m.generated_tokens[("gemma2:2b", "chat")] == 17
+    assert m.tokens_per_second[("gemma2:2b", "chat")].sum == pytest.approx(17 / 4.032296)
+
+    insp = Inspector(m, "gemma3", "generate", False, time.perf_counter(), True)
+    _feed_in_pieces(insp, (SAMPLES / "generate_nostream.json").read_bytes(), 8)
+    assert m.prompt_tokens[("gemma3", "generate")] == 11
+    assert m.generated_tokens[("gemma3", "generate")] == 18
+    assert ("gemma3", "generate") not in m.ttft  # no streamed first token without streaming
+
+    insp = Inspector(m, "llama3.2", "openai_chat", False, time.perf_counter(), True)
+    _feed_in_pieces(insp, (SAMPLES / "openai_chat.json").read_bytes(), 9)
+    assert m.generated_tokens[("llama3.2", "openai_chat")] == 10
+
+    insp = Inspector(m, "llama3.2", "openai_chat", True, time.perf_counter(), True)
+    _feed_in_pieces(insp, (SAMPLES / "openai_chat_stream.txt").read_bytes(), 10)
+    assert insp.final_seen and insp.first_token_seen and not insp.malformed
+
+
+def test_inspector_flags_malformed_and_truncated_lines() -> None:
+    m = OllamaMetrics()
+    insp = Inspector(m, "x", "generate", True, time.perf_counter(), True)
+    lines = (SAMPLES / "generate_stream.ndjson").read_bytes().splitlines(keepends=True)
+    insp.feed(b"".join(lines[:2]) + b'{"model":"x","resp\n')
+    insp.finish()
+    assert insp.malformed and not insp.final_seen
+
+
+def test_parse_recorded_ps_and_tags() -> None:
+    loaded = parse_ps(load_sample("ps.json"))
+    assert len(loaded) == 1
+    assert loaded[0].name == "mistral:latest" and loaded[0].size_vram == 5137025024
+    assert loaded[0].expires_at == pytest.approx(1717537111.83753)  # 2024-06-04T14:38:31.83753-07:00
+    installed = parse_tags(load_sample("tags.json"))
+    assert {i.name for i in installed} >= {"codellama:13b", "llama3.2:latest"}
+    cl = next(i for i in installed if i.name == "codellama:13b")
+    assert (cl.family, cl.parameter_size, cl.quantization, cl.size) == ("llama", "13B", "Q4_0", 7365960935)
+    assert parse_ps({"models": None}) == [] and parse_tags("garbage") == []
+
+
+# --- end to end (simulator + proxy in one loop) ---------------------------------------------------
+def test_metrics_pass_promtool_and_report_models(promtool: Callable[[str], None]) -> None:
+    async def body() -> str:
+        async with stack() as st:
+            for payload, path in (
+                ({"model": "llama3.2", "prompt": "hi"}, "/api/generate"),
+                ({"model": "llama3.2", "messages": [], "stream": False}, "/api/chat"),
+                ({"model": "all-minilm", "input": ["a", "b"]}, "/api/embed"),
+                ({"model": "llama3.2", "messages": [], "stream": True}, "/v1/chat/completions"),
+            ):
+                async with st.session.post(st.url + path, json=payload) as r:
+                    assert r.status == 200
+                    await r.read()
+            async with st.session.get(st.url + "/api/tags") as r:
+                assert r.status == 200
+            return await st.metrics_text()
+
+    text = arun(body)
+    promtool(text)
+    s = parse_samples(text)
+    assert value(s, "llm_monitor_ollama_requests_total", model="llama3.2", endpoint="generate", status="200") == 1
+    assert value(s, "llm_monitor_ollama_requests_total", model="none", endpoint="tags", status="200") == 1
+    assert value(s, GEN, model="llama3.2", endpoint="generate") == 8
+    assert value(s, GEN, model="llama3.2", endpoint="openai_chat") == 8
+    assert value(s, "llm_monitor_ollama_prompt_tokens_total", model="all-minilm", endpoint="embed") == 2
+    assert value(s, "llm_monitor_ollama_time_to_first_token_seconds_count", model="llama3.2", endpoint="generate") == 1
+    assert value(s, "llm_monitor_ollama_time_to_first_token_seconds_count", model="llama3.2", endpoint="chat") is None
+    assert value(s, "llm_monitor_ollama_loaded_model_vram_bytes", model="mistral:latest") == 5137025024
+    assert value(s, "llm_monitor_ollama_model_info", model="llama3.2:latest", quantization="Q4_K_M") == 1
+    assert value(s, "llm_monitor_ollama_up") == 1
+    assert value(s, "llm_monitor_ollama_version_info", version="0.5.1") == 1
+    assert value(s, "llm_monitor_exporter_up", exporter="ollama", upstream="ollama") == 1
+    assert all(v == 0 for _l, v in s["llm_monitor_ollama_in_flight_requests"])
+
+
+def test_streaming_is_chunk_by_chunk() -> None:
+    async def body() -> None:
+        async with stack(sim_kwargs={"tokens": 20, "token_interval": 0.05}) as st:
+            t0 = time.perf_counter()
+            # no "stream" key: Ollama streams, and so must the proxy
+            async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2", "prompt": "x"}) as r:
+                first = await r.content.readline()
+                t_first = time.perf_counter() - t0
+                # the simulator is still producing: the proxy did not wait for the whole answer
+                assert st.sim.stats.streams_completed == 0
+                assert st.sim.stats.tokens_generated < 20
+                assert json.loads(first)["response"] == "The"
+                rest = await r.read()
+            total = time.perf_counter() - t0
+            assert t_first < 0.4 < total
+            lines = [json.loads(x) for x in (first + rest).splitlines()]
+            assert len(lines) == 21 and lines[-1]["done"] is True
+            s = await st.samples()
+            assert (
+                value(s, "llm_monitor_ollama_time_to_first_token_seconds_count", model="llama3.2", endpoint="generate")
+                == 1
+            )
+            ttft_sum = value(
+                s, "llm_monitor_ollama_time_to_first_token_seconds_sum", model="llama3.2", endpoint="generate"
+            )
+            assert ttft_sum is not None and ttft_sum < 0.4
+
+    arun(body)
+
+
+def test_upstream_connections_are_reused() -> None:
+    async def body() -> None:
+        async with stack() as st:
+            before_sim, before_proxy = st.sim.stats.connections, st.proxy.upstream_connections
+            for i in range(20):
+                payload = {"model": "llama3.2", "prompt": f"q{i}", "stream": i % 2 == 0}
+                async with st.session.post(st.url + "/api/generate", json=payload) as r:
+                    assert r.status == 200
+                    await r.read()
+            # 20 sequential requests over the connections the first poll left in the pool: none new
+            assert st.proxy.upstream_connections - before_proxy <= 1
+            assert st.sim.stats.connections - before_sim <= 1
+            assert st.sim.stats.requests["/api/generate"] == 20
+
+    arun(body)
+
+
+def test_model_cardinality_cap_end_to_end() -> None:
+    async def body() -> None:
+        async with stack(max_models=3) as st:
+            for name in ("llama3.2", "gemma2:2b", "m1", "m2", "m3", "m4", "llama3.2"):
+                async with st.session.post(st.url + "/api/chat", json={"model": name, "messages": []}) as r:
+                    await r.read()
+            s = await st.samples()
+            models = {lbl["model"] for lbl, _v in s["llm_monitor_ollama_requests_total"]}
+            assert models == {"llama3.2", "gemma2:2b", "m1", "other"}
+            assert value(s, "llm_monitor_ollama_requests_total", model="other", endpoint="chat", status="404") == 3
+            assert value(s, "llm_monitor_ollama_requests_total", model="llama3.2", endpoint="chat", status="200") == 2
+            paths = {lbl["endpoint"] for lbl, _v in s["llm_monitor_ollama_requests_total"]}
+            assert paths == {"chat"}
+
+    arun(body)
+
+
+def test_upstream_down_502_then_still_serving() -> None:
+    async def body() -> None:
+        with socket.socket() as s:  # a port nobody listens on
+            s.bind(("127.0.0.1", 0))
+            dead = s.getsockname()[1]
+        async with stack(upstream_port=dead, connect_timeout=1) as st:
+            for _ in range(2):
+                async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                    assert r.status == 502
+                    assert "cannot connect" in (await r.json())["error"]
+            assert await st.error_count("upstream_connect") == 2
+            s = await st.samples()
+            assert value(s, "llm_monitor_ollama_up") == 0
+            assert (
+                value(s, "llm_monitor_ollama_requests_total", model="llama3.2", endpoint="generate", status="502") == 2
+            )
+        async with stack("upstream_down") as st:  # accepts, then closes without answering
+            async with st.session.post(st.url + "/api/chat", json={"model": "llama3.2"}) as r:
+                assert r.status == 502
+            async with st.session.get(st.url + "/api/tags") as r:
+                assert r.status == 502
+            assert await st.error_count("upstream_connect") == 2
+            assert (await st.metrics_text()).startswith("# HELP")
+
+    arun(body)
+
+
+def test_slow_upstream_times_out_504() -> None:
+    async def body() -> None:
+        async with stack("slow", sim_kwargs={"slow_delay": 3.0}, upstream_timeout=0.3) as st:
+            t0 = time.perf_counter()
+            async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                assert r.status == 504
+                assert "did not answer" in (await r.json())["error"]
+            assert time.perf_counter() - t0 < 2
+            assert await st.error_count("upstream_timeout") == 1
+            await st.still_serving()
+
+    arun(body)
+
+
+def test_malformed_upstream_json_passed_through_and_counted() -> None:
+    async def body() -> None:
+        async with stack("malformed_json") as st:
+            async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2", "stream": False}) as r:
+                assert r.status == 200
+                raw = await r.read()
+            assert raw.startswith(b'{"model":"llama3.2"')
+            with pytest.raises(ValueError, match="."):
+                json.loads(raw)
+            async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                lines = (await r.read()).splitlines()
+            assert len(lines) == 9 and lines[0].startswith(b'{"model":"llama3.2","created_at":"')
+            assert await st.error_count("upstream_malformed") == 2
+            assert await st.error_count("truncated_stream") == 0
+            await st.still_serving()
+
+    arun(body)
+
+
+def test_truncated_stream_reaches_client_as_truncated() -> None:
+    async def body() -> None:
+        async with stack("truncated_stream") as st:
+            got = bytearray()
+
+            async def read_all() -> None:
+                async with st.session.post(st.url + "/api/chat", json={"model": "llama3.2"}) as r:
+                    assert r.status == 200
+                    async for chunk in r.content.iter_any():
+                        got.extend(chunk)
+
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await read_all()
+            assert b'"done":true' not in got and bytes(got).count(b"\n") == 4
+            assert await st.error_count("truncated_stream") == 1
+            await st.still_serving()
+
+    arun(body)
+
+
+@pytest.mark.parametrize(
+    ("scenario", "status", "kind"), [("error_burst", 500, "upstream_5xx"), ("rate_limited", 429, "upstream_4xx")]
+)
+def test_upstream_error_status_passed_through(scenario: str, status: int, kind: str) -> None:
+    async def body() -> None:
+        async with stack(scenario) as st:
+            direct = f"http://127.0.0.1:{st.proxy.upstream.rsplit(':', 1)[1]}/api/generate"
+            async with st.session.post(direct, json={"model": "llama3.2"}) as r:
+                direct_body, direct_headers = await r.read(), r.headers
+            async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                assert r.status == status
+                assert await r.read() == direct_body
+                assert r.headers["Content-Type"] == direct_headers["Content-Type"]
+                if status == 429:
+                    assert r.headers["Retry-After"] == "1"
+            assert await st.error_count(kind) == 1
+            s = await st.samples()
+            assert (
+                value(s, "llm_monitor_ollama_requests_total", model="llama3.2", endpoint="generate", status=str(status))
+                == 1
+            )
+            await st.still_serving()
+
+    arun(body)
+
+
+def test_client_disconnect_cancels_upstream() -> None:
+    async def body() -> None:
+        async with stack(sim_kwargs={"tokens": 200, "token_interval": 0.02}) as st:
+            async with (
+                aiohttp.ClientSession() as own,
+                own.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r,
+            ):
+                await r.content.readline()
+                r.close()  # drop the connection mid-stream
+            for _ in range(100):
+                if st.sim.stats.streams_cancelled:
+                    break
+                await asyncio.sleep(0.02)
+            assert st.sim.stats.streams_cancelled == 1
+            assert st.sim.stats.streams_completed == 0
+            assert await st.error_count("client_disconnect") == 1
+            s = await st.samples()
+            assert value(s, "llm_monitor_ollama_client_disconnects_total", endpoint="generate") == 1
+            assert (
+                value(s, "llm_monitor_ollama_requests_total", model="llama3.2", endpoint="generate", status="499") == 1
+            )
+            assert value(s, "llm_monitor_ollama_in_flight_requests", endpoint="generate") == 0
+            await st.still_serving()
+
+    arun(body)
+
+
+def test_oversized_body_413() -> None:
+    async def body() -> None:
+        async with stack(max_body_bytes=1024) as st:
+            big = json.dumps({"model": "llama3.2", "prompt": "x" * 5000}).encode()
+            async with st.session.post(st.url + "/api/generate", data=big) as r:
+                assert r.status == 413
+                assert "larger than 1024" in (await r.json())["error"]
+
+            async def chunks():  # no Content-Length: chunked upload
+                for _ in range(10):
+                    yield b"y" * 200
+
+            async with st.session.post(st.url + "/api/generate", data=chunks()) as r:
+                assert r.status == 413
+            assert st.sim.stats.requests.get("/api/generate", 0) == 0
+            assert await st.error_count("body_too_large") == 2
+            await st.still_serving()
+
+    arun(body)
+
+
+def test_invalid_request_json_forwarded_unchanged() -> None:
+    async def body() -> None:
+        async with stack() as st:
+            raw = b'{"model": "llama3.2", "prompt": "unterminated'
+            async with st.session.post(
+                st.url + "/api/generate", data=raw, headers={"Content-Type": "application/json"}
+            ) as r:
+                assert r.status == 400
+                assert "invalid character" in (await r.json())["error"]
+            assert st.sim.last_request_body == raw
+            s = await st.samples()
+            assert (
+                value(s, "llm_monitor_ollama_requests_total", model="unknown", endpoint="generate", status="400") == 1
+            )
+            assert await st.error_count("bad_request") == 1
+            # valid bodies are forwarded byte for byte too (key order, spacing)
+            raw2 = b'{ "stream" : false,  "prompt":"hi", "model":"llama3.2" }'
+            async with st.session.post(st.url + "/api/generate", data=raw2) as r:
+                assert r.status == 200
+            assert st.sim.last_request_body == raw2
+            await st.still_serving()
+
+    arun(body)
+
+
+def test_every_endpoint_passes_through() -> None:
+    async def body() -> None:
+        async with stack() as st:
+            async with st.session.get(st.url + "/") as r:
+                assert r.status == 200 and await r.text() == "Ollama is running"
+            async with st.session.get(st.url + "/api/unknown/thing") as r:
+                assert r.status == 404  # the upstream's own answer, relayed
+            async with st.session.get(st.url + "/v1/models") as r:
+                assert r.status == 200 and (await r.json())["object"] == "list"
+            s = await st.samples()
+            assert value(s, "llm_monitor_ollama_requests_total", model="none", endpoint="other", status="404") == 1
+
+    arun(body)
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_metrics_basic_auth() -> None:
+    hashed = bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4))
+    web = WebConfig(basic_auth_users={"prom": hashed}, headers={"X-Frame-Options": "deny"})
+
+    async def body() -> None:
+        async with stack(web=web) as st:
+            async with st.session.get(st.metrics_url) as r:
+                assert r.status == 401
+            async with st.session.get(st.metrics_url, headers=_basic("prom", "secret")) as r:
+                assert r.status == 200 and r.headers["X-Frame-Options"] == "deny"
+            async with st.session.get(st.metrics_url, headers=_basic("prom", "wrong")) as r:
+                assert r.status == 401
+            # the proxy port itself is not behind the metrics auth
+            await st.still_serving()
+
+    arun(body)
