@@ -318,7 +318,10 @@ class OllamaSimulator:
                 self.stats.tokens_generated += 1
                 await asyncio.sleep(interval)
             final = self._final(kind, model, "", n, prompt_tokens, t0, interval)
-            await self._write(resp, json.dumps(final, separators=(",", ":")).encode() + b"\n")
+            last = json.dumps(final, separators=(",", ":"))
+            if self.scenario == "malformed_json":
+                last = last[: len(last) // 2]
+            await self._write(resp, last.encode() + b"\n")
             await resp.write_eof()
         except (asyncio.CancelledError, _Cancelled):
             self.stats.streams_cancelled += 1
