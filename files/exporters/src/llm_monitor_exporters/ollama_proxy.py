@@ -36,6 +36,7 @@ from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from yarl import URL
 
 from llm_monitor_exporters import __version__
 from llm_monitor_exporters.config import ConfigError, opt
@@ -365,7 +366,8 @@ class OllamaProxy:
                 "request %s %s body: %s", request.method, request.path, body[:BODY_LOG_LIMIT].decode("utf-8", "replace")
             )
         headers = _forward_headers(request.headers)
-        url = self.upstream + request.rel_url.path_qs if request.rel_url.path_qs.startswith("/") else self.upstream
+        target = request.raw_path if request.raw_path.startswith("/") else request.rel_url.path_qs
+        url = URL(self.upstream + target, encoded=True)  # the request target as the client sent it
         timeout = aiohttp.ClientTimeout(
             total=None, connect=self.cfg.connect_timeout, sock_read=self.cfg.upstream_timeout or None
         )
@@ -738,8 +740,10 @@ async def _serve(
         metrics_listen,
         metrics_path,
         "https" if web_config.tls else "http",
-        "; LOGGING REQUEST AND RESPONSE BODIES" if cfg.log_bodies else "",
+        "",
     )
+    if cfg.log_bodies:
+        log.warning("log_bodies is on: prompts and answers are written to the log")
     await stop.wait()
     log.info("ollama proxy shutting down")
     await proxy.close()
