@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,9 @@ def all_up(fleet: harness.Fleet, expected: set[tuple[str, str]]) -> bool:
 
 
 def test_every_inventory_host_is_scraped_with_its_labels(fleet: harness.Fleet) -> None:
-    expected = {("node", "mon-1"), ("node", "node-1"), ("prometheus", "mon-1")}
+    # node-1 is in gpu_hosts: its (simulated) GPU exporter is a target too. No host runs Docker, so the
+    # containers job has none.
+    expected = {("node", "mon-1"), ("node", "node-1"), ("prometheus", "mon-1"), ("gpu", "node-1")}
     wait_for(lambda: all_up(fleet, expected))
     current = targets(fleet)
     assert set(current) == expected
@@ -101,6 +104,27 @@ def test_every_inventory_host_is_scraped_with_its_labels(fleet: harness.Fleet) -
     # The scraped data is node_exporter's, labelled by inventory hostname.
     query = harness.prometheus_api(fleet, "/api/v1/query?query=count%20by%20(instance)(node_cpu_seconds_total)")
     assert {r["metric"]["instance"] for r in query["data"]["result"]} == {"mon-1", "node-1"}
+
+
+def test_simulated_gpu_metrics_of_the_gpu_host_reach_prometheus(fleet: harness.Fleet) -> None:
+    wait_for(lambda: all_up(fleet, {("gpu", "node-1")}))
+    target = targets(fleet)[("gpu", "node-1")]
+    assert target["scrapeUrl"] == f"http://{fleet.container('node-1')}:9835/metrics"
+    assert target["labels"]["team"] == "research"
+
+    def series() -> list[dict[str, Any]]:
+        query = 'llm_monitor_gpu_utilization_ratio{instance="node-1"}'
+        result: list[dict[str, Any]] = harness.prometheus_api(
+            fleet, "/api/v1/query?query=" + urllib.parse.quote(query)
+        )["data"]["result"]
+        return result
+
+    wait_for(lambda: len(series()) > 0)
+    # group_vars/gpu_hosts.yml of the harness simulates 4 GPUs.
+    assert sorted(r["metric"]["gpu"] for r in series()) == ["0", "1", "2", "3"]
+    assert all(r["metric"]["job"] == "gpu" for r in series())
+    # No host of this fleet runs Docker: the containers job has no target.
+    assert not [key for key in targets(fleet) if key[0] == "containers"]
 
 
 def test_a_second_run_changes_nothing(fleet: harness.Fleet) -> None:
@@ -128,6 +152,8 @@ def test_an_added_host_is_scraped_without_restarting_prometheus(fleet: harness.F
     assert prometheus_pid(fleet) == pid_before, "Prometheus was restarted"
     files_after = config_files(fleet)
     changed = {path for path in files_after if files_after[path] != files_before.get(path)}
+    # node-2 is neither a GPU host nor runs Docker: of the job files only node.yml gains it (gpu.yml and
+    # containers.yml keep their targets, since node-2's exporters_containers_active fact is false).
     assert changed == {"/etc/prometheus/file_sd/node.yml"}
     # Only the new host and the monitoring host's node job file changed.
     summary = recap(result.stdout)

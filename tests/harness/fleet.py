@@ -190,6 +190,12 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
         group_vars[f"{name}_checksums"] = {"amd64": f"sha256:{info['sha256']}"}
         group_vars[f"{name}_download_base_url"] = f"http://127.0.0.1:{mirror_port}/{name}"
     (inv / "group_vars" / "all.yml").write_text("---\n" + _yaml(group_vars))
+    # No GPU in a container fleet: the GPU exporter runs on its simulation backend (values are not real).
+    gpu_vars = {
+        "exporters_gpu_simulate": True,
+        "exporters_gpu_simulation": {"gpus": 4, "model": "H100", "scenario": "busy"},
+    }
+    (inv / "group_vars" / "gpu_hosts.yml").write_text("---\n" + _yaml(gpu_vars))
     for host in fleet.hosts:
         host_vars = {"ansible_host": fleet.container(host.name), "fleet_labels": host.labels, **host.vars}
         (inv / "host_vars" / f"{host.name}.yml").write_text("---\n" + _yaml(host_vars))
