@@ -9,7 +9,9 @@ Three kinds of process, so that nothing shares an event loop: the simulated Olla
 (``llm-monitor-exporter simulate ollama``), the proxy (``llm-monitor-exporter ollama-proxy``) and the
 load generator (``llm-monitor-exporter traffic``, one process per run). For each concurrency the load
 runs against the simulator directly and through the proxy, same settings (streamed /api/generate,
-closed loop), alternating direct and proxied runs. Printed side by side:
+closed loop). By default the direct and the proxied load run at the same time (two load processes, N
+streams each), so that both see the same scheduling noise on a shared machine; ``--sequential`` runs
+them one after the other. Printed side by side:
 
 - latency p50/p99 (whole streamed answer) and the latency the proxy adds (proxied minus direct);
 - time to first token p50/p99 and the TTFT the proxy adds;
@@ -90,36 +92,51 @@ def process(args: list[str]) -> Iterator[subprocess.Popen[bytes]]:
             p.wait()
 
 
+def _traffic_cmd(target: str, concurrency: int, duration: float) -> list[str]:
+    return [
+        *EXE,
+        "traffic",
+        "--target",
+        target,
+        "--api",
+        "generate",
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        str(duration),
+        "--count",
+        "100000",
+        "--timeout",
+        "30",
+        "--json",
+        "-",
+        "--quiet",
+    ]
+
+
+def _result(p: subprocess.Popen[str], duration: float) -> dict[str, Any]:
+    out, err = p.communicate(timeout=duration + 60)
+    if p.returncode != 0:
+        raise RuntimeError(f"traffic run failed: {err}")
+    return dict(json.loads(out))
+
+
 def load(target: str, concurrency: int, duration: float) -> dict[str, Any]:
-    res = subprocess.run(
-        [
-            *EXE,
-            "traffic",
-            "--target",
-            target,
-            "--api",
-            "generate",
-            "--concurrency",
-            str(concurrency),
-            "--duration",
-            str(duration),
-            "--count",
-            "100000",
-            "--timeout",
-            "30",
-            "--json",
-            "-",
-            "--quiet",
-        ],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=duration + 60,
-        check=False,
+    p = subprocess.Popen(
+        _traffic_cmd(target, concurrency, duration), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    if res.returncode != 0:
-        raise RuntimeError(f"traffic run failed: {res.stderr}")
-    return dict(json.loads(res.stdout))
+    return _result(p, duration)
+
+
+def load_paired(direct: str, proxied: str, concurrency: int, duration: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Direct and proxied load at the same time (same machine noise for both), one process each."""
+    procs = [
+        subprocess.Popen(
+            _traffic_cmd(t, concurrency, duration), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for t in (direct, proxied)
+    ]
+    return _result(procs[0], duration), _result(procs[1], duration)
 
 
 def scrape_stats(port: int, n: int) -> tuple[float, float, str]:
@@ -152,6 +169,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="3 s per run instead of 6 s")
     ap.add_argument("--levels", default="1,16,64", help="comma-separated concurrency levels")
     ap.add_argument("--json", metavar="FILE", help="write all figures as JSON")
+    ap.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run direct, then proxied (default: both at once, so both see the same machine noise)",
+    )
     ns = ap.parse_args()
     duration = 3.0 if ns.quick else 6.0
     levels = [int(x) for x in ns.levels.split(",")]
@@ -159,6 +181,7 @@ def main() -> int:
     started = time.monotonic()
     load_before = os.getloadavg()[0]
     results: dict[str, Any] = {
+        "mode": "sequential" if ns.sequential else "paired (direct and proxied at once)",
         "duration_per_run_s": duration,
         "tokens": TOKENS,
         "token_interval_s": TOKEN_INTERVAL,
@@ -205,8 +228,11 @@ def main() -> int:
         rss_before = rss_mb(proxy.pid)
         cpu0 = cpu_seconds(proxy.pid)
         for c in levels:
-            d = load(direct, c, duration)
-            p = load(proxied, c, duration)
+            if ns.sequential:
+                d = load(direct, c, duration)
+                p = load(proxied, c, duration)
+            else:
+                d, p = load_paired(direct, proxied, c, duration)
             results["levels"][c] = {"direct": d, "proxy": p}
         proxy_cpu = cpu_seconds(proxy.pid) - cpu0
         rss_after = rss_mb(proxy.pid)
@@ -228,7 +254,7 @@ def main() -> int:
     print(
         f"Ollama proxy vs direct, simulated Ollama ({TOKENS} tokens, {TOKEN_INTERVAL * 1000:.0f} ms/token, "
         f"first token {FIRST_TOKEN * 1000:.0f} ms), streamed /api/generate, {duration:.0f} s per run, "
-        f"separate processes, {os.cpu_count()} CPUs"
+        f"separate processes, {os.cpu_count()} CPUs, {results['mode']}"
     )
     head = (
         f"{'streams':>7} | {'lat p50 d/p (ms)':>19} | {'+p50':>6} | {'lat p99 d/p (ms)':>19} | {'+p99':>6} | "

@@ -9,6 +9,7 @@ import random
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import bcrypt
@@ -469,3 +470,17 @@ def test_metrics_basic_auth() -> None:
             await st.still_serving()
 
     arun(body)
+
+
+def test_cli_check_config(tmp_path: Path) -> None:
+    from conftest import cli
+
+    res = cli("ollama-proxy", "--check-config")
+    assert res.returncode == 0 and "exporter ollama-proxy" in res.stdout and "listen :9439" in res.stdout
+    cfg = tmp_path / "ollama.yml"
+    cfg.write_text("ollama-proxy:\n  upstream_url: localhost:11434\n")
+    res = cli("ollama-proxy", "--config", str(cfg), "--check-config")
+    assert res.returncode == 1 and "ollama-proxy.upstream_url" in res.stderr
+    cfg.write_text("ollama-proxy:\n  max_models: 0\n")
+    res = cli("ollama-proxy", "--config", str(cfg), "--check-config")
+    assert res.returncode == 1 and "max_models" in res.stderr

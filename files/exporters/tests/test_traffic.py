@@ -224,3 +224,14 @@ def test_cli_subprocesses_sim_proxy_traffic(tmp_path: Path) -> None:
                 p.kill()
                 rc = p.wait()
             assert rc == 0, p.stderr.read() if p.stderr else ""
+
+
+def test_profiles_rate_shape() -> None:
+    from llm_monitor_exporters.traffic import Run
+
+    steady = Run(o=Options(target="http://127.0.0.1:1", rate=10, duration=10))
+    assert steady.rate_at(0) == steady.rate_at(7.3) == 10
+    ramp = Run(o=Options(target="http://127.0.0.1:1", rate=10, duration=10, profile="ramp"))
+    assert ramp.rate_at(0) == pytest.approx(0.5) and ramp.rate_at(5) == pytest.approx(5) and ramp.rate_at(20) == 10
+    burst = Run(o=Options(target="http://127.0.0.1:1", rate=10, duration=10, profile="burst"))
+    assert burst.rate_at(0.5) == 50 and burst.rate_at(2) == 0 and burst.rate_at(5.2) == 50

@@ -258,6 +258,7 @@ class OllamaProxy:
     ) -> None:
         self.cfg = cfg
         self.web_config = web_config
+        self._authenticator = web_config.authenticator()  # one instance: its cache of bcrypt checks persists
         self.metrics_path = metrics_path
         self.poll_interval = poll_interval
         self.upstream = cfg.upstream_url.rstrip("/")
@@ -515,7 +516,7 @@ class OllamaProxy:
     async def _metrics_guard(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        auth = self.web_config.authenticator()
+        auth = self._authenticator
         if auth is not None:
             ok = await asyncio.get_running_loop().run_in_executor(
                 None, auth.check_header, request.headers.get("Authorization")
