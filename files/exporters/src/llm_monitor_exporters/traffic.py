@@ -378,15 +378,20 @@ async def execute(o: Options, progress: TextIO | None = None) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         run.t0 = time.perf_counter()
         prog = asyncio.create_task(_progress(run, progress)) if progress is not None else None
+        # hard bound on the whole run, also with --count only: the sending window plus one request timeout
+        deadline = (o.duration if o.duration is not None else MAX_DURATION) + o.timeout + 5
         try:
             if o.concurrency is not None:
-                await asyncio.gather(*(_worker(run, session, i, o.concurrency) for i in range(o.concurrency)))
+                workers = (_worker(run, session, i, o.concurrency) for i in range(o.concurrency))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.gather(*workers), deadline)
             else:
                 if o.rate is None:
                     o.rate = 1.0
-                await _rate_loop(run, session, tasks)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(_rate_loop(run, session, tasks), deadline)
                 if tasks:
-                    await asyncio.wait(tasks, timeout=o.timeout + 5)
+                    await asyncio.wait(tasks, timeout=max(0.1, deadline - run.elapsed()))
         finally:
             for task in list(tasks):
                 task.cancel()
