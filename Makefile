@@ -20,7 +20,7 @@ help:
 	@echo "make bench       benchmarks (bench/), figures and ratios printed"
 	@echo "make build       build the collection artifact into dist/"
 
-$(VENV)/.installed: requirements/controller.txt requirements/test.txt
+$(VENV)/.installed: requirements/controller.txt requirements/test.txt $(wildcard files/exporters/pyproject.toml)
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip==25.3
 	$(VENV)/bin/pip install -q -r requirements/test.txt
