@@ -163,6 +163,25 @@ def wait_booted(fleet: Fleet, hosts: list[Host], timeout: float = 60) -> None:
             time.sleep(0.5)
 
 
+EXPORTERS_SOURCE = REPO / "files" / "exporters"
+
+
+def snapshot_exporters_source(fleet: Fleet) -> None:
+    """Copy the exporters package source into the fleet's state; the fleet installs from that copy.
+
+    The exporters role rebuilds and reinstalls the package whenever its source changes. A snapshot taken at
+    `up` (and at `fleet.py converge`) keeps runs of one fleet comparable while files/exporters is being edited.
+    """
+    dest = fleet.state / "exporters-source"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(EXPORTERS_SOURCE / name, dest / name)
+    shutil.copytree(
+        EXPORTERS_SOURCE / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
+    )
+
+
 def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_port: int) -> None:
     inv = fleet.inventory
     shutil.rmtree(inv, ignore_errors=True)
@@ -185,6 +204,8 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
         "ansible_python_interpreter": "/usr/bin/python3",
         "fleet_artifact_cache_dir": str(fleet.state / "artifacts"),
     }
+    if (fleet.state / "exporters-source").is_dir():
+        group_vars["exporters_package_source"] = str(fleet.state / "exporters-source")
     for name, info in archives.items():
         group_vars[f"{name}_version"] = info["version"]
         group_vars[f"{name}_checksums"] = {"amd64": f"sha256:{info['sha256']}"}
@@ -285,6 +306,7 @@ def up(name: str, publish: int | None, hosts: list[dict[str, Any]] | None = None
         start_container(fleet, host)
     wait_booted(fleet, fleet.hosts)
     fleet.save()
+    snapshot_exporters_source(fleet)
     return fleet
 
 
@@ -358,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         fleet = up(args.name, args.publish)
         converge(fleet)
-        wait_targets_up(fleet, expected=len(fleet.hosts) + 1)
+        # node on every host, prometheus on the monitoring host, gpu on each GPU host.
+        gpu_hosts = sum("gpu_hosts" in h.groups for h in fleet.hosts)
+        wait_targets_up(fleet, expected=len(fleet.hosts) + 1 + gpu_hosts)
     else:
         fleet = Fleet.load(args.name)
         if args.command == "add-host":
@@ -375,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             converge(fleet)
         elif args.command == "converge":
+            snapshot_exporters_source(fleet)
             converge(fleet)
     print(status(fleet))
     return 0
