@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -202,3 +204,22 @@ def test_branch_change_moves_the_hold(host):
     installed = [line.split()[0] for line in lines[: lines.index("HELD")] if line.split()[-1] == "hi"]
     assert installed == ["cuda-drivers-575"]
     assert held == ["cuda-drivers-575"]
+
+
+def test_verify_tag_checks_without_installing(host):
+    """`--tags nvidia_toolkit_verify` runs detection and the nvidia-smi check, and no install phase."""
+    if _name(host) != "nvt-gpu12":
+        pytest.skip("once, on nvt-gpu12")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(EPHEMERAL / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
+    playbook = Path(__file__).resolve().parents[1] / "verify_tag.yml"
+    command = [
+        str(Path(sys.executable).with_name("ansible-playbook")),
+        *("-i", os.environ["MOLECULE_INVENTORY_FILE"], "-l", "nvt-gpu12", "--tags", "nvidia_toolkit_verify"),
+        *("-e", "nvidia_toolkit_expected_gpu_count=5", str(playbook)),
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "nvidia-smi sees 2 GPU(s) but nvidia_toolkit_expected_gpu_count=5" in output
+    assert "Install the container toolkit" not in output
+    assert "Install the driver" not in output
