@@ -206,20 +206,37 @@ def test_branch_change_moves_the_hold(host):
     assert held == ["cuda-drivers-575"]
 
 
+def _run_role(*args: str) -> tuple[int, str]:
+    """ansible-playbook of cli_role.yml (the role on nvt_hosts) with these options, as a user would run it."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(EPHEMERAL / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
+    playbook = Path(__file__).resolve().parents[1] / "cli_role.yml"
+    command = [
+        str(Path(sys.executable).with_name("ansible-playbook")),
+        *("-i", os.environ["MOLECULE_INVENTORY_FILE"], *args, str(playbook)),
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
 def test_verify_tag_checks_without_installing(host):
     """`--tags nvidia_toolkit_verify` runs detection and the nvidia-smi check, and no install phase."""
     if _name(host) != "nvt-gpu12":
         pytest.skip("once, on nvt-gpu12")
-    env = {**os.environ, "ANSIBLE_CONFIG": str(EPHEMERAL / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0"}
-    playbook = Path(__file__).resolve().parents[1] / "verify_tag.yml"
-    command = [
-        str(Path(sys.executable).with_name("ansible-playbook")),
-        *("-i", os.environ["MOLECULE_INVENTORY_FILE"], "-l", "nvt-gpu12", "--tags", "nvidia_toolkit_verify"),
-        *("-e", "nvidia_toolkit_expected_gpu_count=5", str(playbook)),
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
+    rc, output = _run_role(
+        "-l", "nvt-gpu12", "--tags", "nvidia_toolkit_verify", "-e", "nvidia_toolkit_expected_gpu_count=5"
+    )
+    assert rc != 0, output
     assert "nvidia-smi sees 2 GPU(s) but nvidia_toolkit_expected_gpu_count=5" in output
     assert "Install the container toolkit" not in output
     assert "Install the driver" not in output
+
+
+def test_check_mode_on_a_fresh_host_changes_nothing(host):
+    """--check on a host with nothing yet (made a 2-GPU host by its sysfs root): every phase runs simulated
+    up to the verification, which fails for want of nvidia-smi, and the host is left as it was."""
+    if _name(host) != "nvt-plain":
+        pytest.skip("on the untouched host")
+    rc, output = _run_role("-l", "nvt-plain", "--check", "-e", "nvidia_toolkit_sysfs_root=/opt/nvt-sys/sys-2gpu")
+    assert rc != 0, output
+    assert "host 'nvt-plain': nvidia-smi failed" in output, output
+    test_untouched_host_has_nothing(host)
