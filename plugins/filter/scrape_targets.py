@@ -20,7 +20,8 @@ short_description: Derive one Prometheus file_sd target list per scrape job from
 description:
   - Takes C(hostvars), C(groups) and the job catalog (C(prometheus_scrape_jobs)) and returns a mapping of
     job name to a file_sd list, one target group per host, with C(instance) set to the inventory hostname and
-    the host's C(fleet_labels) added.
+    the host's C(fleet_labels) added. A host without the job's C(enabled_var) counts as enabled unless the job
+    sets C(enabled_default) false.
   - Fails, naming the host and the variable, on a port outside 1-65535, an invalid label, a job without a
     group or port variable, or two jobs (or hosts) claiming the same address and port.
 positional: groups, jobs
@@ -137,7 +138,7 @@ def fleet_scrape_targets(
             if hv is None:
                 hv = hostvars[host]
                 host_cache[host] = hv
-            if enabled_var and not _enabled(hv.get(enabled_var, True)):
+            if enabled_var and not _enabled(hv.get(enabled_var, job.get("enabled_default", True))):
                 continue
             port = _port(host, port_var, hv.get(port_var, job["default_port"]))
             address = next((str(hv[var]) for var in ADDRESS_VARS if hv.get(var)), host)
@@ -157,8 +158,40 @@ def fleet_scrape_targets(
     return result
 
 
+HTTP_CLIENT_KEYS = ("basic_auth", "authorization", "tls_config")
+
+
+def fleet_http_sd_configs(
+    targets: Mapping[str, list[Mapping[str, Any]]],
+    jobs: list[Mapping[str, Any]],
+    source_job: str,
+    path: str,
+    refresh_interval: str = "30s",
+) -> list[dict[str, Any]]:
+    """Return one Prometheus http_sd_configs entry per target of ``source_job``.
+
+    ``targets`` is fleet_scrape_targets' output: the exporter hosts it lists (same address and port logic as
+    their own scrape job) each serve an HTTP SD document at ``path``. The source job's scheme, basic_auth,
+    authorization and tls_config apply to the SD requests too (same exporter, same web config).
+    """
+    if not str(path).startswith("/"):
+        _fail(f"the HTTP SD path {path!r} must start with '/'")
+    job = next((j for j in jobs if isinstance(j, Mapping) and j.get("name") == source_job), None)
+    if job is None:
+        return []
+    scheme = str(job.get("scheme", "http"))
+    client = {key: job[key] for key in HTTP_CLIENT_KEYS if key in job}
+    configs: list[dict[str, Any]] = []
+    for group in targets.get(source_job, []):
+        for target in group.get("targets", []):
+            entry: dict[str, Any] = {"url": f"{scheme}://{target}{path}", "refresh_interval": refresh_interval}
+            entry.update(client)
+            configs.append(entry)
+    return configs
+
+
 class FilterModule:
     """llm_monitor.fleet inventory filters."""
 
     def filters(self) -> dict[str, Any]:
-        return {"fleet_scrape_targets": fleet_scrape_targets}
+        return {"fleet_scrape_targets": fleet_scrape_targets, "fleet_http_sd_configs": fleet_http_sd_configs}

@@ -6,7 +6,10 @@ from typing import Any
 
 import pytest
 from ansible.errors import AnsibleFilterError
-from ansible_collections.llm_monitor.fleet.plugins.filter.scrape_targets import fleet_scrape_targets
+from ansible_collections.llm_monitor.fleet.plugins.filter.scrape_targets import (
+    fleet_http_sd_configs,
+    fleet_scrape_targets,
+)
 
 JOBS: list[dict[str, Any]] = [
     {"name": "prometheus", "group": "monitoring", "port_var": "prometheus_port", "default_port": 9090},
@@ -125,3 +128,60 @@ def test_hostvars_are_read_once_per_host() -> None:
     hostvars, groups = _inventory(mon1={"_groups": ["monitoring"]}, a={}, b={})
     fleet_scrape_targets(CountingHostVars(hostvars), groups, JOBS)
     assert sorted(reads) == ["a", "b", "mon1"]
+
+
+VLLM_JOBS: list[dict[str, Any]] = [
+    {
+        "name": "vllm_exporter",
+        "group": "all",
+        "port_var": "exporters_vllm_port",
+        "default_port": 9436,
+        "enabled_var": "exporters_vllm_active",
+        "enabled_default": False,
+    },
+]
+
+
+def test_enabled_default_false_skips_hosts_without_the_variable() -> None:
+    hostvars, groups = _inventory(
+        llm1={"exporters_vllm_active": True, "ansible_host": "10.0.0.7"},
+        llm2={"exporters_vllm_active": False},
+        plain={},
+    )
+    targets = fleet_scrape_targets(hostvars, groups, VLLM_JOBS)
+    assert targets["vllm_exporter"] == [{"targets": ["10.0.0.7:9436"], "labels": {"instance": "llm1"}}]
+
+
+def test_http_sd_configs_point_at_each_exporter_host_with_its_port() -> None:
+    hostvars, groups = _inventory(
+        llm1={"exporters_vllm_active": True, "ansible_host": "10.0.0.7"},
+        llm2={"exporters_vllm_active": True, "exporters_vllm_port": 19436, "fleet_scrape_address": "llm2.example"},
+        plain={},
+    )
+    targets = fleet_scrape_targets(hostvars, groups, VLLM_JOBS)
+    configs = fleet_http_sd_configs(targets, VLLM_JOBS, "vllm_exporter", "/sd/vllm", "30s")
+    assert configs == [
+        {"url": "http://10.0.0.7:9436/sd/vllm", "refresh_interval": "30s"},
+        {"url": "http://llm2.example:19436/sd/vllm", "refresh_interval": "30s"},
+    ]
+
+
+def test_http_sd_configs_reuse_the_exporter_jobs_scheme_and_credentials() -> None:
+    auth = {"username": "prometheus", "password_file": "/etc/prometheus/exporter.pass"}
+    jobs = [dict(VLLM_JOBS[0], scheme="https", basic_auth=auth, tls_config={"ca_file": "/ca.pem"})]
+    targets = {"vllm_exporter": [{"targets": ["h:9436"], "labels": {"instance": "h"}}]}
+    assert fleet_http_sd_configs(targets, jobs, "vllm_exporter", "/sd/vllm") == [
+        {
+            "url": "https://h:9436/sd/vllm",
+            "refresh_interval": "30s",
+            "basic_auth": auth,
+            "tls_config": {"ca_file": "/ca.pem"},
+        }
+    ]
+
+
+def test_http_sd_configs_are_empty_without_the_source_job_or_hosts() -> None:
+    assert fleet_http_sd_configs({}, JOBS, "vllm_exporter", "/sd/vllm") == []
+    assert fleet_http_sd_configs({"vllm_exporter": []}, VLLM_JOBS, "vllm_exporter", "/sd/vllm") == []
+    with pytest.raises(AnsibleFilterError, match="must start with '/'"):
+        fleet_http_sd_configs({}, VLLM_JOBS, "vllm_exporter", "sd/vllm")
