@@ -30,7 +30,8 @@ HOSTS = [
     {
         "name": "node-1",
         "suite": "trixie",
-        "groups": ["gpu_hosts"],
+        # Also a vLLM and Ollama host: the harness runs simulated servers there (tests/harness/llm_simulators.yml).
+        "groups": ["gpu_hosts", "vllm_servers", "ollama_servers"],
         "labels": {"datacenter": "dc1", "rack": "r02", "team": "research"},
     },
 ]
@@ -85,10 +86,24 @@ def all_up(fleet: harness.Fleet, expected: set[tuple[str, str]]) -> bool:
     return expected <= set(current) and all(current[key]["health"] == "up" for key in expected)
 
 
+def vllm_native_instance(fleet: harness.Fleet) -> str:
+    # The simulated vLLM is the vLLM exporter's static endpoint <container name>:8000 (harness group_vars).
+    return f"{fleet.container('node-1')}:8000"
+
+
 def test_every_inventory_host_is_scraped_with_its_labels(fleet: harness.Fleet) -> None:
-    # node-1 is in gpu_hosts: its (simulated) GPU exporter is a target too. No host runs Docker, so the
-    # containers job has none.
-    expected = {("node", "mon-1"), ("node", "node-1"), ("prometheus", "mon-1"), ("gpu", "node-1")}
+    # node-1 is in gpu_hosts: its (simulated) GPU exporter is a target too; in vllm_servers and ollama_servers:
+    # the vLLM exporter, the vLLM server it discovered (job vllm, HTTP SD) and the Ollama proxy are targets.
+    # No host runs Docker, so the containers job has none.
+    expected = {
+        ("node", "mon-1"),
+        ("node", "node-1"),
+        ("prometheus", "mon-1"),
+        ("gpu", "node-1"),
+        ("vllm_exporter", "node-1"),
+        ("ollama_proxy", "node-1"),
+        ("vllm", vllm_native_instance(fleet)),
+    }
     wait_for(lambda: all_up(fleet, expected))
     current = targets(fleet)
     assert set(current) == expected
@@ -127,6 +142,44 @@ def test_simulated_gpu_metrics_of_the_gpu_host_reach_prometheus(fleet: harness.F
     assert not [key for key in targets(fleet) if key[0] == "containers"]
 
 
+def test_vllm_metrics_reach_prometheus_through_the_exporters_http_sd(fleet: harness.Fleet) -> None:
+    container = fleet.container("node-1")
+    vllm_key = ("vllm", vllm_native_instance(fleet))
+    # The vllm job has no file_sd: Prometheus found the simulated vLLM through node-1's exporter at /sd/vllm.
+    wait_for(lambda: all_up(fleet, {("vllm_exporter", "node-1"), ("ollama_proxy", "node-1"), vllm_key}), timeout=90)
+    current = targets(fleet)
+    assert current[("vllm_exporter", "node-1")]["scrapeUrl"] == f"http://{container}:9436/metrics"
+    assert current[("ollama_proxy", "node-1")]["scrapeUrl"] == f"http://{container}:9439/metrics"
+    native = current[vllm_key]
+    assert native["scrapeUrl"] == f"http://{container}:8000/metrics"
+    assert native["discoveredLabels"]["__meta_url"] == f"http://{container}:9436/sd/vllm"
+    assert native["labels"]["host"] == "node-1"
+    assert native["labels"]["container"] == "simulated-vllm"
+
+    def query(promql: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = harness.prometheus_api(
+            fleet, "/api/v1/query?query=" + urllib.parse.quote(promql)
+        )["data"]["result"]
+        return result
+
+    # vLLM's own series, names unchanged, labelled by the SD document (host, container, model) and by vLLM.
+    # The SD document names the model once the exporter has read /v1/models (refresh_interval 30 s).
+    wait_for(lambda: any("model" in r["metric"] for r in query("vllm:num_requests_running")), timeout=90)
+    # (A series from before the SD document named the model may linger until it goes stale: take the named one.)
+    series = [r for r in query("vllm:num_requests_running") if "model" in r["metric"]]
+    assert len(series) == 1
+    labels = series[0]["metric"]
+    assert labels["job"] == "vllm"
+    assert labels["instance"] == vllm_native_instance(fleet)
+    assert labels["host"] == "node-1"
+    assert labels["container"] == "simulated-vllm"
+    assert labels["model_name"] == labels["model"] != ""
+    # The exporter's status series: the simulated server answers its probes.
+    wait_for(lambda: [r["value"][1] for r in query('llm_monitor_vllm_up{instance="node-1"}')] == ["1"])
+    # The Ollama proxy reaches the simulated Ollama behind it.
+    wait_for(lambda: [r["value"][1] for r in query('llm_monitor_ollama_up{instance="node-1"}')] == ["1"])
+
+
 def test_a_second_run_changes_nothing(fleet: harness.Fleet) -> None:
     result = harness.converge(fleet, capture=True, check=False)
     assert result.returncode == 0, result.stdout[-5000:]
@@ -141,7 +194,7 @@ def test_an_added_host_is_scraped_without_restarting_prometheus(fleet: harness.F
     harness.add_host(
         fleet,
         harness.Host(
-            name="node-2", suite="bookworm", groups=["vllm_servers"], labels={"datacenter": "dc2", "team": "serving"}
+            name="node-2", suite="bookworm", groups=["ungrouped"], labels={"datacenter": "dc2", "team": "serving"}
         ),
     )
     result = harness.converge(fleet, capture=True, check=False)
@@ -152,8 +205,9 @@ def test_an_added_host_is_scraped_without_restarting_prometheus(fleet: harness.F
     assert prometheus_pid(fleet) == pid_before, "Prometheus was restarted"
     files_after = config_files(fleet)
     changed = {path for path in files_after if files_after[path] != files_before.get(path)}
-    # node-2 is neither a GPU host nor runs Docker: of the job files only node.yml gains it (gpu.yml and
-    # containers.yml keep their targets, since node-2's exporters_containers_active fact is false).
+    # node-2 is a plain host (no GPU, no Docker, no LLM service): of the job files only node.yml gains it (the
+    # other jobs keep their targets, since node-2's exporters_*_active facts are false), and prometheus.yml,
+    # whose vllm job lists one HTTP SD URL per vLLM exporter host, does not change.
     assert changed == {"/etc/prometheus/file_sd/node.yml"}
     # Only the new host and the monitoring host's node job file changed.
     summary = recap(result.stdout)

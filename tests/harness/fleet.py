@@ -10,7 +10,9 @@ The demo (`make demo`), the fleet tests and the benchmarks all use this one harn
     fleet.py down    [--name demo]                    # remove containers, network and state
 
 Hosts are containers on a private Docker network; Ansible reaches them with the docker connection, and
-Prometheus reaches their exporters by container name. Release archives come from a mirror on 127.0.0.1
+Prometheus reaches their exporters by container name. Hosts of vllm_servers and ollama_servers run SIMULATED
+vLLM and Ollama servers (tests/harness/llm_simulators.yml, run after site.yml: test doubles, not part of the
+collection) that the vLLM exporter and the Ollama proxy monitor. Release archives come from a mirror on 127.0.0.1
 that serves real binaries (tests/harness/upstream_archives.py), so the archive install path runs for real.
 """
 
@@ -56,10 +58,12 @@ DEFAULT_HOSTS = [
     {
         "name": "llm-1",
         "suite": "trixie",
-        "groups": ["vllm_servers"],
+        # Simulated vLLM and Ollama servers run here (tests/harness/llm_simulators.yml: test doubles).
+        "groups": ["vllm_servers", "ollama_servers"],
         "labels": {"datacenter": "dc2", "rack": "r07", "team": "serving"},
     },
 ]
+SIMULATORS_PLAYBOOK = HARNESS / "llm_simulators.yml"
 # Child groups of llm_servers, as in inventories/example.
 LLM_CHILDREN = ["vllm_servers", "ollama_servers", "litellm_proxies", "langfuse_servers"]
 
@@ -217,6 +221,14 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
         "exporters_gpu_simulation": {"gpus": 4, "model": "H100", "scenario": "busy"},
     }
     (inv / "group_vars" / "gpu_hosts.yml").write_text("---\n" + _yaml(gpu_vars))
+    # The vLLM exporter monitors the simulated vLLM (llm_simulators.yml) as a static endpoint: Prometheus
+    # scrapes it by container name, the exporter probes it on loopback.
+    vllm_vars = {
+        "exporters_vllm_static_endpoints": [
+            {"address": "{{ ansible_host }}:8000", "name": "simulated-vllm", "probe_address": "127.0.0.1:8000"}
+        ],
+    }
+    (inv / "group_vars" / "vllm_servers.yml").write_text("---\n" + _yaml(vllm_vars))
     for host in fleet.hosts:
         host_vars = {"ansible_host": fleet.container(host.name), "fleet_labels": host.labels, **host.vars}
         (inv / "host_vars" / f"{host.name}.yml").write_text("---\n" + _yaml(host_vars))
@@ -282,7 +294,8 @@ def converge(
     write_inventory(fleet, archives, port)
     if edit_inventory is not None:
         edit_inventory(fleet.inventory)
-    cmd = ["ansible-playbook", "-i", str(fleet.inventory), str(REPO / "site.yml"), *extra]
+    # site.yml, then the simulated LLM servers (test doubles) in the same run: one recap for both.
+    cmd = ["ansible-playbook", "-i", str(fleet.inventory), str(REPO / "site.yml"), str(SIMULATORS_PLAYBOOK), *extra]
     with archive_mirror(port):
         if capture:
             proc = subprocess.run(
@@ -380,9 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         fleet = up(args.name, args.publish)
         converge(fleet)
-        # node on every host, prometheus on the monitoring host, gpu on each GPU host.
+        # node on every host, prometheus on the monitoring host, gpu on each GPU host, vllm_exporter and vllm
+        # (native, HTTP SD) on each vLLM host, ollama_proxy on each Ollama host.
         gpu_hosts = sum("gpu_hosts" in h.groups for h in fleet.hosts)
-        wait_targets_up(fleet, expected=len(fleet.hosts) + 1 + gpu_hosts)
+        vllm_hosts = sum("vllm_servers" in h.groups for h in fleet.hosts)
+        ollama_hosts = sum("ollama_servers" in h.groups for h in fleet.hosts)
+        wait_targets_up(fleet, expected=len(fleet.hosts) + 1 + gpu_hosts + 2 * vllm_hosts + ollama_hosts)
     else:
         fleet = Fleet.load(args.name)
         if args.command == "add-host":
