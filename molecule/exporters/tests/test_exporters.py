@@ -11,9 +11,10 @@ import testinfra.utils.ansible_runner
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
-UNITS = {"gpu": "llm-monitor-exporter-gpu", "containers": "llm-monitor-exporter-containers"}
-USERS = {"gpu": "llm-monitor-gpu", "containers": "llm-monitor-containers"}
-PORTS = {"gpu": 9835, "containers": 9417}
+EXPORTERS = ["gpu", "containers", "litellm", "langfuse"]
+UNITS = {name: f"llm-monitor-exporter-{name}" for name in EXPORTERS}
+USERS = {name: f"llm-monitor-{name}" for name in EXPORTERS}
+PORTS = {"gpu": 9835, "containers": 9417, "litellm": 9437, "langfuse": 9438}
 EXPOSURE = re.compile(r"Overall exposure level for \S+: ([0-9.]+)")
 
 
@@ -23,7 +24,12 @@ def _vars(host):
 
 def _enabled(host) -> list[str]:
     hostvars = _vars(host)
-    return ["gpu"] + (["containers"] if hostvars.get("exporters_containers_enabled") else [])
+    return (
+        ["gpu"]
+        + (["containers"] if hostvars.get("exporters_containers_enabled") else [])
+        + (["litellm"] if hostvars.get("exporters_litellm_enabled") else [])
+        + (["langfuse"] if hostvars.get("exporters_langfuse_projects") else [])
+    )
 
 
 def _metrics(host, exporter: str) -> tuple[int, str]:
@@ -38,7 +44,7 @@ def _metrics(host, exporter: str) -> tuple[int, str]:
     return int(out), host.file("/tmp/metrics.out").content_string
 
 
-@pytest.mark.parametrize("exporter", ["gpu", "containers"])
+@pytest.mark.parametrize("exporter", EXPORTERS)
 def test_units_are_active_and_run_as_their_own_user(host, exporter):
     if exporter not in _enabled(host):
         pytest.skip(f"{exporter} exporter not enabled on this host")
@@ -54,7 +60,7 @@ def test_units_are_active_and_run_as_their_own_user(host, exporter):
     assert host.socket(f"tcp://0.0.0.0:{PORTS[exporter]}").is_listening
 
 
-@pytest.mark.parametrize("exporter", ["gpu", "containers"])
+@pytest.mark.parametrize("exporter", EXPORTERS)
 def test_systemd_exposure_is_at_most_3(host, exporter):
     if exporter not in _enabled(host):
         pytest.skip(f"{exporter} exporter not enabled on this host")
@@ -113,3 +119,37 @@ def test_installed_offline_from_the_wheelhouse(host):
     )
     system = host.check_output("python3 -c 'import sys; print(sys.version_info[:2])'")
     assert python == system
+
+
+def test_secrets_are_files_only_their_exporter_can_read(host):
+    if "litellm" not in _enabled(host):
+        pytest.skip("no LiteLLM/Langfuse exporter on this host")
+    hostvars = _vars(host)
+    files = {
+        "/etc/llm_monitor/exporters/litellm-master-key": (
+            "llm-monitor-litellm",
+            hostvars["exporters_litellm_master_key"],
+        ),
+        "/etc/llm_monitor/exporters/langfuse-project-0.key": (
+            "llm-monitor-langfuse",
+            hostvars["exporters_langfuse_projects"][0]["secret_key"],
+        ),
+    }
+    for path, (group, secret) in files.items():
+        f = host.file(path)
+        assert f.user == "root" and f.group == group and f.mode == 0o640, path
+        with host.sudo():
+            assert host.file(path).content_string.strip() == secret
+    # Referenced by *_file keys; the secrets appear in no config file and on no command line.
+    for name in ("litellm", "langfuse"):
+        with host.sudo():
+            config = host.file(f"/etc/llm_monitor/exporters/{name}.yml").content_string
+        assert "sk-" not in config
+        assert "_file: /etc/llm_monitor/exporters/" in config
+        cmdline = host.check_output(f"systemctl show -p ExecStart --value {UNITS[name]}.service")
+        assert "sk-" not in cmdline
+    # Nothing answers at the configured URLs: the exporters serve and say so.
+    for name in ("litellm", "langfuse"):
+        code, text = _metrics(host, name)
+        assert code == 200
+        assert "llm_monitor_exporter_" in text
