@@ -207,6 +207,9 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
         "ansible_connection": "community.docker.docker",
         "ansible_python_interpreter": "/usr/bin/python3",
         "fleet_artifact_cache_dir": str(fleet.state / "artifacts"),
+        # Containers have no NVIDIA devices and cannot reach NVIDIA's repositories: the toolkit role acts only on
+        # hosts whose PCI scan finds a GPU (none here), not on every member of gpu_hosts.
+        "nvidia_toolkit_target_hosts_from": ["pci"],
     }
     if (fleet.state / "exporters-source").is_dir():
         group_vars["exporters_package_source"] = str(fleet.state / "exporters-source")
@@ -295,14 +298,20 @@ def converge(
     if edit_inventory is not None:
         edit_inventory(fleet.inventory)
     # site.yml, then the simulated LLM servers (test doubles) in the same run: one recap for both.
-    cmd = ["ansible-playbook", "-i", str(fleet.inventory), str(REPO / "site.yml"), str(SIMULATORS_PLAYBOOK), *extra]
+    cmd = ["ansible-playbook", "-i", str(fleet.inventory), playbook, str(SIMULATORS_PLAYBOOK), *extra]
+    env = ansible_env()
+    cwd = REPO
+    if collections_path is not None:
+        # An installed collection, not the checkout: run from outside the repository, without its ansible.cfg.
+        env["ANSIBLE_COLLECTIONS_PATH"] = str(collections_path)
+        env.pop("ANSIBLE_CONFIG", None)
+        env.pop("ANSIBLE_ROLES_PATH", None)
+        cwd = collections_path
     with archive_mirror(port):
         if capture:
-            proc = subprocess.run(
-                cmd, cwd=REPO, env=ansible_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-            )
+            proc = subprocess.run(cmd, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         else:
-            proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), text=True)
+            proc = subprocess.run(cmd, cwd=cwd, env=env, text=True)
     if check and proc.returncode != 0:
         if capture:
             print(proc.stdout[-6000:], file=sys.stderr)
