@@ -301,11 +301,17 @@ def test_the_built_collection_installs_and_runs_site_from_an_empty_collections_p
     assert not [m for m in members if m.startswith(("tests/", "molecule/", "bench/", "collections/", ".venv"))]
 
     installed = tmp_path / "collections"
+    # Outside the checkout and with a clean collections path: the checkout's own link would otherwise count as
+    # "already installed".
+    install_env = {k: v for k, v in env.items() if k not in ("ANSIBLE_CONFIG", "ANSIBLE_ROLES_PATH")}
+    install_env["ANSIBLE_COLLECTIONS_PATH"] = str(installed)
     harness.run(
-        ["ansible-galaxy", "collection", "install", "--offline", "-p", str(installed), str(artifact)],
-        env=env,
+        ["ansible-galaxy", "collection", "install", "--force", "--offline", "-p", str(installed), str(artifact)],
+        env=install_env,
+        cwd=tmp_path,
         capture_output=True,
     )
+    assert (installed / "ansible_collections/llm_monitor/fleet/playbooks/site.yml").is_file()
     result = harness.converge(
         fleet, capture=True, check=False, playbook="llm_monitor.fleet.site", collections_path=installed
     )
