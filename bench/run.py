@@ -2,11 +2,13 @@
 """Benchmarks for llm_monitor.fleet, printed with their targets side by side.
 
     bench/run.py                 # everything
-    bench/run.py --only file_sd  # one section: file_sd, converge, exporters
+    bench/run.py --only file_sd  # one section: file_sd, converge, exporters, llm, ollama_proxy
 
 file_sd   derive and render the file_sd files for a generated inventory of 1,000 hosts in 10 groups
 converge  first converge and idempotent re-run of site.yml on a 3-host container fleet
-exporters the exporters package's own benchmarks (bench/exporters/), when present
+exporters    GPU and container exporters: scrape latency, collection time, RSS (bench/exporters/run.py)
+llm          vLLM, LiteLLM and Langfuse exporters: collection time, RSS (bench/exporters/llm.py)
+ollama_proxy Ollama proxy vs direct at 1, 16, 64 streams (bench/exporters/ollama_proxy.py)
 """
 
 from __future__ import annotations
@@ -94,26 +96,29 @@ def bench_converge() -> None:
         harness.down("bench")
 
 
-def bench_exporters(quick: bool) -> None:
-    script = BENCH / "exporters" / "run.py"
-    if not script.exists():
-        print("exporters: bench/exporters/run.py not present, skipped")
-        return
+def bench_script(name: str, quick: bool) -> None:
+    """One of the exporters package's benchmarks (bench/exporters/NAME.py), in its own process."""
+    script = BENCH / "exporters" / f"{name}.py"
     subprocess.run([sys.executable, str(script), *(["--quick"] if quick else [])], check=True)
+
+
+SECTIONS = ["file_sd", "converge", "exporters", "llm", "ollama_proxy"]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["file_sd", "converge", "exporters"], action="append")
+    parser.add_argument("--only", choices=SECTIONS, action="append")
     parser.add_argument("--quick", action="store_true", help="smaller runs where a section supports it")
     args = parser.parse_args()
-    sections = args.only or ["file_sd", "converge", "exporters"]
+    sections = args.only or SECTIONS
     if "file_sd" in sections:
         bench_file_sd()
     if "converge" in sections:
         bench_converge()
-    if "exporters" in sections:
-        bench_exporters(args.quick)
+    scripts = {"exporters": "run", "llm": "llm", "ollama_proxy": "ollama_proxy"}
+    for section, script in scripts.items():
+        if section in sections:
+            bench_script(script, args.quick)
     return 0
 
 

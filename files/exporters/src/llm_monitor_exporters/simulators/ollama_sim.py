@@ -90,6 +90,23 @@ def _canonical(model: str) -> str:
     return model if ":" in model else model + ":latest"
 
 
+class _TokenClock:
+    """When each token of one answer is due: first token after ``first_delay``, then one every ``interval``.
+
+    Deadlines are absolute (a model on a GPU emits tokens on its own clock), so scheduling delays of this
+    process do not add up over a stream: a late token is sent at once and the next one is still due on time.
+    """
+
+    def __init__(self, first_delay: float, interval: float) -> None:
+        self.start = time.monotonic()
+        self.first_delay = first_delay
+        self.interval = interval
+
+    async def until(self, token_index: int) -> None:
+        due = self.start + self.first_delay + self.interval * token_index
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+
+
 @dataclass
 class SimStats:
     requests: dict[str, int] = field(default_factory=dict)
@@ -299,7 +316,8 @@ class OllamaSimulator:
         resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         self.stats.streams_started += 1
         try:
-            await asyncio.sleep(first_delay)  # Ollama sends its headers with the first chunk
+            clock = _TokenClock(first_delay, interval)
+            await clock.until(0)  # Ollama sends its headers with the first chunk
             await resp.prepare(request)
             for i, piece in enumerate(pieces):
                 if self.scenario == "truncated_stream" and i >= n // 2:
@@ -316,7 +334,7 @@ class OllamaSimulator:
                     line = line[: len(line) - 7]
                 await self._write(resp, line.encode() + b"\n")
                 self.stats.tokens_generated += 1
-                await asyncio.sleep(interval)
+                await clock.until(i + 1)
             final = self._final(kind, model, "", n, prompt_tokens, t0, interval)
             last = json.dumps(final, separators=(",", ":"))
             if self.scenario == "malformed_json":
@@ -441,7 +459,8 @@ class OllamaSimulator:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         self.stats.streams_started += 1
         try:
-            await asyncio.sleep(first_delay)
+            clock = _TokenClock(first_delay, interval)
+            await clock.until(0)
             await resp.prepare(request)
             for i, piece in enumerate(pieces):
                 if self.scenario == "truncated_stream" and i >= n // 2:
@@ -460,7 +479,7 @@ class OllamaSimulator:
                     text = text[:-9]
                 await self._write(resp, f"data: {text}\n\n".encode())
                 self.stats.tokens_generated += 1
-                await asyncio.sleep(interval)
+                await clock.until(i + 1)
             last: dict[str, Any] = {
                 "id": ident,
                 "object": "chat.completion.chunk",
