@@ -172,3 +172,20 @@ def test_all_scenarios_construct_and_unknown_rejected() -> None:
         OllamaSimulator(s)
     with pytest.raises(ValueError, match="unknown scenario"):
         OllamaSimulator("nope")
+
+
+def test_tokens_keep_their_clock_when_the_process_stalls() -> None:
+    # a model emits tokens on its own clock: a stall of this process delays the next token, not all later ones
+    async def body() -> None:
+        async with sim(tokens=10, token_interval=0.05, first_token_delay=0.05) as (_s, url, session):
+            t0 = time.perf_counter()
+            async with session.post(url + "/api/generate", json={"model": "llama3.2"}) as r:
+                await r.content.readline()
+                time.sleep(0.2)  # block the shared event loop for four token intervals
+                await r.read()
+            elapsed = time.perf_counter() - t0
+            # due: first token at 0.05 s, final line at 0.05 + 10 * 0.05 = 0.55 s; relative sleeps would
+            # have pushed it to 0.7 s
+            assert 0.55 <= elapsed < 0.65
+
+    arun(body)
