@@ -6,6 +6,7 @@ deployments use mock_response, so no provider is ever called.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from conftest import free_port, parse_samples, value
 from litellm_proxy import FAKE_API_KEY, MASTER_KEY, LitellmProxy, ensure_venv
+from llm_monitor_exporters import traffic
 from llm_monitor_exporters.collector import SnapshotLoop
 from llm_monitor_exporters.litellm import LitellmCollector, LitellmConfig
 
@@ -120,3 +122,22 @@ def test_master_key_never_on_command_line() -> None:
     parser = build_parser(_specs())
     help_text = parser._subparsers._group_actions[0].choices["litellm"].format_help()  # type: ignore[union-attr]
     assert "--master-key" not in help_text and "--api-key" not in help_text
+
+
+def test_traffic_generator_loads_the_real_proxy_with_a_key_file(
+    proxy: LitellmProxy, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keyfile = tmp_path / "key"
+    keyfile.write_text(MASTER_KEY + "\n")
+    base = ["--target", proxy.url, "--api", "openai", "--model", "mock-gpt", "--count", "6", "--concurrency", "2"]
+    assert traffic.main([*base, "--api-key-file", str(keyfile), "--json", "-", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out)
+    assert summary["ok"] == 6 and summary["statuses"] == {"200": 6}
+    assert MASTER_KEY not in out
+    # without the key LiteLLM refuses every request (400/401 without a database): counted as errors, not crashes
+    assert traffic.main([*base, "--json", "-", "--quiet"]) == 0
+    refused = json.loads(capsys.readouterr().out)
+    assert refused["ok"] == 0 and refused["requests"] == 6
+    assert traffic.main([*base, "--api-key-file", str(tmp_path / "missing")]) == 2
+    assert "--api-key-file" in capsys.readouterr().err

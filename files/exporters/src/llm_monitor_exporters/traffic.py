@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
@@ -105,6 +106,8 @@ class Options:
     seed: int | None = None
     categories: tuple[str, ...] = tuple(PROMPTS)
     max_tokens: int | None = None
+    #: sent as "Authorization: Bearer ..." (a LiteLLM or other gateway key); kept out of repr and summaries
+    api_key: str | None = field(default=None, repr=False)
 
 
 class UsageError(Exception):
@@ -375,7 +378,8 @@ async def execute(o: Options, progress: TextIO | None = None) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=limit)
     timeout = aiohttp.ClientTimeout(total=o.timeout)
     tasks: set[asyncio.Task[None]] = set()
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    headers = {"Authorization": f"Bearer {o.api_key}"} if o.api_key else None
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
         run.t0 = time.perf_counter()
         prog = asyncio.create_task(_progress(run, progress)) if progress is not None else None
         # hard bound on the whole run, also with --count only: the sending window plus one request timeout
@@ -513,6 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True, help="streamed answers")
     p.add_argument("--timeout", type=float, default=120.0, help="per-request timeout, seconds")
+    p.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="file holding an API key, sent as 'Authorization: Bearer' (e.g. a LiteLLM key; never on the command line)",
+    )
     p.add_argument("--max-in-flight", type=int, default=256, help="rate mode: most requests outstanding")
     p.add_argument("--max-tokens", type=int, help="ask for at most this many generated tokens")
     p.add_argument("--categories", help=f"comma-separated subset of: {', '.join(PROMPTS)}")
@@ -527,6 +536,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else 2
+    api_key = None
+    if ns.api_key_file:
+        try:
+            api_key = Path(ns.api_key_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            print(f"llm-monitor-traffic: error: --api-key-file: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        if not api_key:
+            print(f"llm-monitor-traffic: error: --api-key-file {ns.api_key_file} is empty", file=sys.stderr)
+            return 2
     o = Options(
         target=ns.target,
         api=ns.api,
@@ -541,6 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_in_flight=ns.max_in_flight,
         seed=ns.seed,
         max_tokens=ns.max_tokens,
+        api_key=api_key,
         categories=tuple(c.strip() for c in ns.categories.split(",")) if ns.categories else tuple(PROMPTS),
     )
     try:
