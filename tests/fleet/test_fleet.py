@@ -24,13 +24,15 @@ HOSTS = [
     {
         "name": "mon-1",
         "suite": "bookworm",
-        "groups": ["monitoring"],
+        # Also the LiteLLM gateway and Langfuse host: the harness runs a real LiteLLM proxy and a simulated Langfuse
+        # there (tests/harness/llm_upstreams.yml). Debian 12, whose Python the LiteLLM wheels are built for.
+        "groups": ["monitoring", "litellm_proxies", "langfuse_servers"],
         "labels": {"datacenter": "dc1", "rack": "r01", "team": "platform"},
     },
     {
         "name": "node-1",
         "suite": "trixie",
-        # Also a vLLM and Ollama host: the harness runs simulated servers there (tests/harness/llm_simulators.yml).
+        # Also a vLLM and Ollama host: the harness runs simulated servers there (tests/harness/llm_upstreams.yml).
         "groups": ["gpu_hosts", "vllm_servers", "ollama_servers"],
         "labels": {"datacenter": "dc1", "rack": "r02", "team": "research"},
     },
@@ -94,6 +96,7 @@ def vllm_native_instance(fleet: harness.Fleet) -> str:
 def test_every_inventory_host_is_scraped_with_its_labels(fleet: harness.Fleet) -> None:
     # node-1 is in gpu_hosts: its (simulated) GPU exporter is a target too; in vllm_servers and ollama_servers:
     # the vLLM exporter, the vLLM server it discovered (job vllm, HTTP SD) and the Ollama proxy are targets.
+    # mon-1 is in litellm_proxies (the LiteLLM exporter and LiteLLM's own /metrics/) and langfuse_servers.
     # No host runs Docker, so the containers job has none.
     expected = {
         ("node", "mon-1"),
@@ -103,8 +106,12 @@ def test_every_inventory_host_is_scraped_with_its_labels(fleet: harness.Fleet) -
         ("vllm_exporter", "node-1"),
         ("ollama_proxy", "node-1"),
         ("vllm", vllm_native_instance(fleet)),
+        ("litellm_exporter", "mon-1"),
+        ("litellm", "mon-1"),
+        ("langfuse", "mon-1"),
     }
-    wait_for(lambda: all_up(fleet, expected))
+    assert len(expected) == harness.expected_target_count(fleet)
+    wait_for(lambda: all_up(fleet, expected), timeout=120)
     current = targets(fleet)
     assert set(current) == expected
     node1 = current[("node", "node-1")]
@@ -178,6 +185,53 @@ def test_vllm_metrics_reach_prometheus_through_the_exporters_http_sd(fleet: harn
     wait_for(lambda: [r["value"][1] for r in query('llm_monitor_vllm_up{instance="node-1"}')] == ["1"])
     # The Ollama proxy reaches the simulated Ollama behind it.
     wait_for(lambda: [r["value"][1] for r in query('llm_monitor_ollama_up{instance="node-1"}')] == ["1"])
+
+
+def query(fleet: harness.Fleet, promql: str) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = harness.prometheus_api(fleet, "/api/v1/query?query=" + urllib.parse.quote(promql))[
+        "data"
+    ]["result"]
+    return result
+
+
+def values(fleet: harness.Fleet, promql: str) -> list[float]:
+    return [float(r["value"][1]) for r in query(fleet, promql)]
+
+
+TRAFFIC = "/opt/llm_monitor/exporters/venv/bin/llm-monitor-traffic"
+
+
+def test_llm_traffic_shows_up_in_every_llm_job(fleet: harness.Fleet) -> None:
+    # Requests through the Ollama proxy (node-1) and through the real LiteLLM (mon-1, with the master key the
+    # exporters role stored for its exporter), sent by the traffic generator the exporters role installed.
+    proxy = ["--target", "http://127.0.0.1:11435", "--api", "generate", "--model", "llama3.2"]
+    exec_in(fleet, "node-1", TRAFFIC, *proxy, "--count", "8", "--concurrency", "2", "--quiet")
+    wait_for(lambda: all_up(fleet, {("litellm", "mon-1"), ("litellm_exporter", "mon-1")}), timeout=120)
+    gateway = ["--target", "http://127.0.0.1:4000", "--api", "openai", "--model", "mock-gpt", "--no-stream"]
+    key = "--api-key-file=/etc/llm_monitor/exporters/litellm-master-key"
+    out = exec_in(fleet, "mon-1", TRAFFIC, *gateway, key, "--count", "5", "--concurrency", "1", "--quiet")
+    assert "requests 5 ok 5 " in out, out
+
+    # Ollama proxy: the 8 requests by model, endpoint and status; tokens/s from eval_count/eval_duration.
+    ollama = 'sum(llm_monitor_ollama_requests_total{instance="node-1",endpoint="generate",status="200"})'
+    wait_for(lambda: values(fleet, ollama) == [8.0], timeout=60)
+    wait_for(lambda: values(fleet, 'count(llm_monitor_ollama_tokens_per_second_count{instance="node-1"})') != [])
+    # LiteLLM's own /metrics/ (job litellm), names unchanged: the 5 requests to mock-gpt.
+    litellm = (
+        'sum(litellm_proxy_total_requests_metric_total{job="litellm",instance="mon-1",requested_model="mock-gpt"})'
+    )
+    wait_for(lambda: values(fleet, litellm) == [5.0], timeout=60)
+    # The LiteLLM exporter (job litellm_exporter): ready, one catalog entry per deployment, no secrets in labels.
+    wait_for(lambda: values(fleet, 'llm_monitor_litellm_ready{instance="mon-1"}') == [1.0], timeout=60)
+    catalog = query(fleet, 'llm_monitor_litellm_deployment_info{instance="mon-1"}')
+    assert sorted(r["metric"]["model_name"] for r in catalog) == ["mock-gpt", "mock-llama"]
+    assert all("sk-" not in v for r in catalog for v in r["metric"].values())
+    # No database behind this LiteLLM: spend is reported as unavailable rather than as zero.
+    assert sum(values(fleet, 'llm_monitor_litellm_spend_available{instance="mon-1"}')) == 0.0
+    # The Langfuse exporter (job langfuse): the simulated project's traces, within its 30 s poll interval.
+    wait_for(lambda: values(fleet, 'llm_monitor_langfuse_up{instance="mon-1",project="fleet-demo"}') == [1.0], 120)
+    assert values(fleet, 'llm_monitor_langfuse_daily_traces{instance="mon-1",project="fleet-demo"}')
+    assert sum(values(fleet, 'llm_monitor_langfuse_api_requests_total{instance="mon-1"}')) > 0
 
 
 def test_a_second_run_changes_nothing(fleet: harness.Fleet) -> None:

@@ -10,10 +10,12 @@ The demo (`make demo`), the fleet tests and the benchmarks all use this one harn
     fleet.py down    [--name demo]                    # remove containers, network and state
 
 Hosts are containers on a private Docker network; Ansible reaches them with the docker connection, and
-Prometheus reaches their exporters by container name. Hosts of vllm_servers and ollama_servers run SIMULATED
-vLLM and Ollama servers (tests/harness/llm_simulators.yml, run after site.yml: test doubles, not part of the
-collection) that the vLLM exporter and the Ollama proxy monitor. Release archives come from a mirror on 127.0.0.1
-that serves real binaries (tests/harness/upstream_archives.py), so the archive install path runs for real.
+Prometheus reaches their exporters by container name. After site.yml, tests/harness/llm_upstreams.yml (not part
+of the collection) starts the LLM services the exporters watch: SIMULATED vLLM, Ollama and Langfuse servers (test
+doubles) on the hosts of vllm_servers, ollama_servers and langfuse_servers, and a REAL LiteLLM proxy with mock
+deployments on the hosts of litellm_proxies, installed from wheels built here (.cache/litellm-wheels). Release
+archives come from a mirror on 127.0.0.1 that serves real binaries (tests/harness/upstream_archives.py), so the
+archive install path runs for real.
 """
 
 from __future__ import annotations
@@ -58,12 +60,34 @@ DEFAULT_HOSTS = [
     {
         "name": "llm-1",
         "suite": "trixie",
-        # Simulated vLLM and Ollama servers run here (tests/harness/llm_simulators.yml: test doubles).
+        # Simulated vLLM and Ollama servers run here (tests/harness/llm_upstreams.yml: test doubles).
         "groups": ["vllm_servers", "ollama_servers"],
         "labels": {"datacenter": "dc2", "rack": "r07", "team": "serving"},
     },
+    {
+        "name": "gw-1",
+        # Debian 12: its Python (3.11) is the controller's, for which the LiteLLM wheels are built.
+        "suite": "bookworm",
+        # A real LiteLLM proxy and a simulated Langfuse run here (tests/harness/llm_upstreams.yml).
+        "groups": ["litellm_proxies", "langfuse_servers"],
+        "labels": {"datacenter": "dc1", "rack": "r03", "team": "platform"},
+    },
 ]
-SIMULATORS_PLAYBOOK = HARNESS / "llm_simulators.yml"
+UPSTREAMS_PLAYBOOK = HARNESS / "llm_upstreams.yml"
+# LiteLLM for the hosts of litellm_proxies: built once on the controller (the containers cannot reach PyPI).
+LITELLM_REQUIREMENTS = [
+    "litellm[proxy]==1.106.2",
+    "prometheus_client==0.26.0",
+    "prisma==0.15.0",
+    # redis wants it below Python 3.11.3 (Debian 12 has 3.11.2): the controller's newer Python would leave it out
+    "async-timeout==5.0.1",
+]
+LITELLM_WHEELS = REPO / ".cache" / "litellm-wheels"
+LITELLM_WHEELS_IN_HOST = "/opt/litellm-wheels"
+# Test credentials of the fleet's inventory (not product defaults): the master key of the fleet's LiteLLM, and
+# the keys the simulated Langfuse accepts.
+FLEET_LITELLM_MASTER_KEY = "sk-fleet-test-master"
+SIMULATED_LANGFUSE_KEYS = {"public_key": "pk-lf-simulated", "secret_key": "sk-lf-simulated"}
 # Child groups of llm_servers, as in inventories/example.
 LLM_CHILDREN = ["vllm_servers", "ollama_servers", "litellm_proxies", "langfuse_servers"]
 
@@ -232,6 +256,18 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
         ],
     }
     (inv / "group_vars" / "vllm_servers.yml").write_text("---\n" + _yaml(vllm_vars))
+    # The LiteLLM exporter and Prometheus' litellm job watch the real LiteLLM of llm_upstreams.yml.
+    litellm_vars = {"exporters_litellm_master_key": FLEET_LITELLM_MASTER_KEY, "litellm_metrics_enabled": True}
+    (inv / "group_vars" / "litellm_proxies.yml").write_text("---\n" + _yaml(litellm_vars))
+    langfuse_vars = {
+        "exporters_langfuse_projects": [
+            {"name": "fleet-demo", "host": "http://127.0.0.1:3000", **SIMULATED_LANGFUSE_KEYS}
+        ],
+        # poll the simulator every 30 s (the default, 300 s, suits Langfuse Cloud's daily call budget); the
+        # simulator starts after site.yml, so retry soon after the first refused connection
+        "exporters_langfuse_config": {"poll_interval": 30, "min_backoff": 5},
+    }
+    (inv / "group_vars" / "langfuse_servers.yml").write_text("---\n" + _yaml(langfuse_vars))
     for host in fleet.hosts:
         host_vars = {"ansible_host": fleet.container(host.name), "fleet_labels": host.labels, **host.vars}
         (inv / "host_vars" / f"{host.name}.yml").write_text("---\n" + _yaml(host_vars))
@@ -297,8 +333,9 @@ def converge(
     write_inventory(fleet, archives, port)
     if edit_inventory is not None:
         edit_inventory(fleet.inventory)
-    # site.yml, then the simulated LLM servers (test doubles) in the same run: one recap for both.
-    cmd = ["ansible-playbook", "-i", str(fleet.inventory), playbook, str(SIMULATORS_PLAYBOOK), *extra]
+    provide_litellm_wheels(fleet)
+    # site.yml, then the LLM services it monitors (llm_upstreams.yml) in the same run: one recap for both.
+    cmd = ["ansible-playbook", "-i", str(fleet.inventory), playbook, str(UPSTREAMS_PLAYBOOK), *extra]
     env = ansible_env()
     cwd = REPO
     if collections_path is not None:
@@ -317,6 +354,28 @@ def converge(
             print(proc.stdout[-6000:], file=sys.stderr)
         raise SystemExit(f"site.yml failed on fleet {fleet.name} (exit {proc.returncode})")
     return proc
+
+
+def provide_litellm_wheels(fleet: Fleet) -> None:
+    """Build the LiteLLM wheels once on the controller and copy them into each litellm_proxies host lacking them."""
+    hosts = [h for h in fleet.hosts if "litellm_proxies" in h.groups]
+    if not hosts:
+        return
+    complete = LITELLM_WHEELS / ".complete"
+    wanted = "\n".join(LITELLM_REQUIREMENTS) + "\n"
+    if not complete.exists() or complete.read_text() != wanted:
+        shutil.rmtree(LITELLM_WHEELS, ignore_errors=True)
+        LITELLM_WHEELS.mkdir(parents=True)
+        pip = REPO / ".venv" / "bin" / "pip"
+        run([str(pip if pip.exists() else "pip"), "wheel", "--quiet", "-w", str(LITELLM_WHEELS), *LITELLM_REQUIREMENTS])
+        complete.write_text(wanted)
+    for host in hosts:
+        name = fleet.container(host.name)
+        in_host = docker("exec", name, "cat", f"{LITELLM_WHEELS_IN_HOST}/.complete", check=False).stdout
+        if in_host == wanted:
+            continue
+        docker("exec", name, "rm", "-rf", LITELLM_WHEELS_IN_HOST)
+        docker("cp", str(LITELLM_WHEELS), f"{name}:{LITELLM_WHEELS_IN_HOST}")
 
 
 def up(name: str, publish: int | None, hosts: list[dict[str, Any]] | None = None) -> Fleet:
@@ -369,6 +428,14 @@ def status(fleet: Fleet) -> str:
     return "\n".join(lines)
 
 
+def expected_target_count(fleet: Fleet) -> int:
+    """node on every host, prometheus on the monitoring host, gpu on each GPU host, vllm_exporter and vllm (native,
+    HTTP SD) on each vLLM host, ollama_proxy on each Ollama host, litellm_exporter and litellm (native) on each
+    LiteLLM host, langfuse on each Langfuse host."""
+    per_group = {"gpu_hosts": 1, "vllm_servers": 2, "ollama_servers": 1, "litellm_proxies": 2, "langfuse_servers": 1}
+    return len(fleet.hosts) + 1 + sum(per_group.get(g, 0) for h in fleet.hosts for g in h.groups)
+
+
 def wait_targets_up(fleet: Fleet, expected: int, timeout: float = 60) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
     while True:
@@ -402,12 +469,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         fleet = up(args.name, args.publish)
         converge(fleet)
-        # node on every host, prometheus on the monitoring host, gpu on each GPU host, vllm_exporter and vllm
-        # (native, HTTP SD) on each vLLM host, ollama_proxy on each Ollama host.
-        gpu_hosts = sum("gpu_hosts" in h.groups for h in fleet.hosts)
-        vllm_hosts = sum("vllm_servers" in h.groups for h in fleet.hosts)
-        ollama_hosts = sum("ollama_servers" in h.groups for h in fleet.hosts)
-        wait_targets_up(fleet, expected=len(fleet.hosts) + 1 + gpu_hosts + 2 * vllm_hosts + ollama_hosts)
+        wait_targets_up(fleet, expected=expected_target_count(fleet), timeout=120)
     else:
         fleet = Fleet.load(args.name)
         if args.command == "add-host":
