@@ -11,7 +11,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from llm_monitor_exporters.cgroups import CgroupReader, CgroupStats
 from llm_monitor_exporters.collector import Collector, Snapshot
-from llm_monitor_exporters.config import opt
+from llm_monitor_exporters.config import ConfigError, opt
+from llm_monitor_exporters.docker_api import DockerURLError
 from llm_monitor_exporters.docker_meta import ContainerMeta, DockerMetadata, MetadataSource
 from llm_monitor_exporters.procfs import read_net_dev
 
@@ -115,9 +116,12 @@ class ContainerCollector(Collector):
 
     def __init__(self, config: ContainersConfig, metadata: MetadataSource | None = None) -> None:
         self.config = config
-        self.metadata: MetadataSource = metadata or DockerMetadata(
-            config.docker_url, timeout=config.docker_timeout, resync_interval=config.resync_interval,
-            max_backoff=config.reconnect_max_backoff, include_stopped=config.include_stopped)
+        try:
+            self.metadata: MetadataSource = metadata or DockerMetadata(
+                config.docker_url, timeout=config.docker_timeout, resync_interval=config.resync_interval,
+                max_backoff=config.reconnect_max_backoff, include_stopped=config.include_stopped)
+        except DockerURLError as exc:  # here so that --check-config refuses it too
+            raise ConfigError(f"containers.docker_url: {exc}") from exc
         self.cgroups = CgroupReader(config.cgroup_root, config.proc_root)
         self.proc_root = Path(config.proc_root)
 

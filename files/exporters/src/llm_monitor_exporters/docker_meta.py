@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from llm_monitor_exporters.docker_api import DockerClient, EventStream, parse_docker_url
+
 log = logging.getLogger(__name__)
 
 
@@ -120,6 +122,7 @@ class DockerMetadata:
 
     def __init__(self, url: str, timeout: float = 10.0, resync_interval: float = 60.0,
                  max_backoff: float = 30.0, include_stopped: bool = True, keep_inspect: bool = False) -> None:
+        parse_docker_url(url)  # a URL the client cannot use fails here (DockerURLError), not in the thread
         self.url = url
         self.timeout = timeout
         self.resync_interval = resync_interval
@@ -132,8 +135,8 @@ class DockerMetadata:
         self._up = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._stream: Any = None
-        self._client: Any = None
+        self._stream: EventStream | None = None
+        self._client: DockerClient | None = None
         self.resyncs = 0
 
     def snapshot(self) -> tuple[bool, dict[str, ContainerMeta], dict[str, int]]:
@@ -165,14 +168,14 @@ class DockerMetadata:
                 log.debug("closing the docker client failed", exc_info=True)
 
     def _run(self) -> None:
-        import docker  # noqa: PLC0415 - only the container exporter needs the SDK
-
         backoff = 0.5
         down_logged = False
         while not self._stop.is_set():
             try:
-                client = docker.DockerClient(base_url=self.url, version="auto", timeout=self.timeout)
+                client = DockerClient(self.url, timeout=self.timeout)
                 self._client = client
+                if self._stop.is_set():  # stop() may have run before the client was visible to it
+                    break
                 while not self._stop.is_set():
                     since = int(time.time())
                     self._resync(client)
@@ -197,8 +200,8 @@ class DockerMetadata:
                 backoff = min(self.max_backoff, backoff * 2)
         self._close_stream()
 
-    def _resync(self, client: Any) -> None:
-        summaries = client.api.containers(all=self.include_stopped)
+    def _resync(self, client: DockerClient) -> None:
+        summaries = client.containers(all=self.include_stopped)
         fresh: dict[str, ContainerMeta] = {}
         for summary in summaries:
             cid = summary["Id"]
@@ -211,21 +214,21 @@ class DockerMetadata:
             self._up = True
         self.resyncs += 1
 
-    def _inspect(self, client: Any, cid: str) -> ContainerMeta | None:
-        import docker.errors  # noqa: PLC0415
-
-        try:
-            data = client.api.inspect_container(cid)
-        except docker.errors.NotFound:
+    def _inspect(self, client: DockerClient, cid: str) -> ContainerMeta | None:
+        data = client.inspect(cid)
+        if data is None:  # removed since it was listed or its event was sent
             return None
         meta = meta_from_inspect(data)
         if self.keep_inspect:
             meta.inspect = data
         return meta
 
-    def _follow_events(self, client: Any, since: int, until: int) -> None:
-        stream = client.api.events(since=since, until=until, filters={"type": "container"}, decode=True)
+    def _follow_events(self, client: DockerClient, since: int, until: int) -> None:
+        stream = client.events(since=since, until=until, filters={"type": "container"})
         self._stream = stream
+        if self._stop.is_set():
+            stream.close()
+            return
         for event in stream:
             if self._stop.is_set():
                 return
@@ -248,6 +251,8 @@ class DockerMetadata:
                 else:
                     self._containers[cid] = meta
         self._stream = None
+        if self._stop.is_set():
+            return
         # The stream ended: either `until` was reached (normal) or the daemon went away; the next
         # resync tells which.
         if int(time.time()) < until - 1:

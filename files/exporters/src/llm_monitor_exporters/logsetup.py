@@ -17,6 +17,3 @@ def setup_logging(level: str = "info") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
-    # docker SDK / urllib3 are chatty at debug; keep them at warning unless we debug ourselves.
-    for noisy in ("urllib3", "docker"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if level == "debug" else logging.WARNING)

@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from llm_monitor_exporters import httpclient
 from llm_monitor_exporters.collector import Collector, Snapshot
 from llm_monitor_exporters.config import ConfigError, opt
+from llm_monitor_exporters.docker_api import DockerURLError
 from llm_monitor_exporters.docker_meta import DockerMetadata, MetadataSource
 from llm_monitor_exporters.vllm_discovery import ADDRESS_MODES, Target, matches, target_for
 
@@ -95,13 +96,16 @@ class VllmCollector(Collector):
         self.host_label = config.host_label or self.advertise_host
         self.metadata: MetadataSource | None = metadata
         if metadata is None and config.docker:
-            self.metadata = DockerMetadata(
-                config.docker_url,
-                timeout=config.docker_timeout,
-                resync_interval=config.resync_interval,
-                include_stopped=False,
-                keep_inspect=True,
-            )
+            try:
+                self.metadata = DockerMetadata(
+                    config.docker_url,
+                    timeout=config.docker_timeout,
+                    resync_interval=config.resync_interval,
+                    include_stopped=False,
+                    keep_inspect=True,
+                )
+            except DockerURLError as exc:  # here so that --check-config refuses it too
+                raise ConfigError(f"vllm.docker_url: {exc}") from exc
         if not config.docker:
             self.upstream_names = ()
         self._clock = clock
