@@ -75,17 +75,24 @@ def build(out: Path) -> dict[str, dict[str, str]]:
     for package, (name, members) in COMPONENTS.items():
         deb = _download(package, debs)
         version = _upstream_version(deb)
+        top = f"{name}-{version}.linux-amd64"
+        path = out / "mirror" / name / f"v{version}" / f"{top}.tar.gz"
+        # The archive is deterministic: rebuilt only when its .deb changed (a rebuild takes seconds).
+        stamp = path.with_name(path.name + ".built-from")
+        if path.exists() and stamp.exists() and stamp.read_text() == deb.name:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            built[name] = {"version": version, "file": path.name, "sha256": digest}
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
             files = {target: (Path(tmp) / source).read_bytes() for source, target in members}
-        top = f"{name}-{version}.linux-amd64"
         data = _tar_gz(files, top)
-        path = out / "mirror" / name / f"v{version}" / f"{top}.tar.gz"
         path.parent.mkdir(parents=True, exist_ok=True)
         # Atomic, so a mirror serving this file from another run never sees half of it.
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         partial.write_bytes(data)
         partial.replace(path)
+        stamp.write_text(deb.name)
         built[name] = {"version": version, "file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
     return built
 
