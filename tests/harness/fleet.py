@@ -427,7 +427,7 @@ def status(fleet: Fleet) -> str:
         labels = target["labels"]
         extra = ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("job", "instance"))
         lines.append(
-            f"  {labels['job']:<12} {labels['instance']:<10} {target['health']:<8} {target['scrapeUrl']}  {extra}"
+            f"  {labels['job']:<16} {labels['instance']:<10} {target['health']:<8} {target['scrapeUrl']}  {extra}"
         )
     return "\n".join(lines)
 
