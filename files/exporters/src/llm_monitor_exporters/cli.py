@@ -21,7 +21,6 @@ from llm_monitor_exporters.logsetup import setup_logging
 log = logging.getLogger("llm_monitor_exporters")
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-OLLAMA_PROXY_PORT = 9439  # ollama_proxy.DEFAULT_METRICS_PORT, not imported here (aiohttp)
 
 
 @dataclass(frozen=True)
@@ -214,7 +213,7 @@ def _ollama_specs() -> dict[str, ExporterSpec]:
             "upstream connections) and records requests, time to first token, durations, tokens, tokens/s "
             "and errors per model and endpoint; polls /api/ps and /api/tags in the background. Metrics are "
             "served on --listen-address (default :9439); --interval is the poll interval.",
-            OLLAMA_PROXY_PORT, _ollama_config, _ollama_args, _ollama_apply, _ollama_build, _ollama_run),
+            9439, _ollama_config, _ollama_args, _ollama_apply, _ollama_build, _ollama_run),
     }
 
 

@@ -56,7 +56,6 @@ from llm_monitor_exporters.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
-DEFAULT_METRICS_PORT = 9439
 HOP_BY_HOP = frozenset(
     {
         "connection",
