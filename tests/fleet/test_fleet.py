@@ -88,6 +88,17 @@ def all_up(fleet: harness.Fleet, expected: set[tuple[str, str]]) -> bool:
     return expected <= set(current) and all(current[key]["health"] == "up" for key in expected)
 
 
+def query(fleet: harness.Fleet, promql: str) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = harness.prometheus_api(fleet, "/api/v1/query?query=" + urllib.parse.quote(promql))[
+        "data"
+    ]["result"]
+    return result
+
+
+def values(fleet: harness.Fleet, promql: str) -> list[float]:
+    return [float(r["value"][1]) for r in query(fleet, promql)]
+
+
 def vllm_native_instance(fleet: harness.Fleet) -> str:
     # The simulated vLLM is the vLLM exporter's static endpoint <container name>:8000 (harness group_vars).
     return f"{fleet.container('node-1')}:8000"
@@ -124,8 +135,8 @@ def test_every_inventory_host_is_scraped_with_its_labels(fleet: harness.Fleet) -
     }
     assert node1["scrapeUrl"] == f"http://{fleet.container('node-1')}:9100/metrics"
     # The scraped data is node_exporter's, labelled by inventory hostname.
-    query = harness.prometheus_api(fleet, "/api/v1/query?query=count%20by%20(instance)(node_cpu_seconds_total)")
-    assert {r["metric"]["instance"] for r in query["data"]["result"]} == {"mon-1", "node-1"}
+    cpus = query(fleet, "count by (instance)(node_cpu_seconds_total)")
+    assert {r["metric"]["instance"] for r in cpus} == {"mon-1", "node-1"}
 
 
 def test_simulated_gpu_metrics_of_the_gpu_host_reach_prometheus(fleet: harness.Fleet) -> None:
@@ -135,11 +146,7 @@ def test_simulated_gpu_metrics_of_the_gpu_host_reach_prometheus(fleet: harness.F
     assert target["labels"]["team"] == "research"
 
     def series() -> list[dict[str, Any]]:
-        query = 'llm_monitor_gpu_utilization_ratio{instance="node-1"}'
-        result: list[dict[str, Any]] = harness.prometheus_api(
-            fleet, "/api/v1/query?query=" + urllib.parse.quote(query)
-        )["data"]["result"]
-        return result
+        return query(fleet, 'llm_monitor_gpu_utilization_ratio{instance="node-1"}')
 
     wait_for(lambda: len(series()) > 0)
     # group_vars/gpu_hosts.yml of the harness simulates 4 GPUs.
@@ -163,17 +170,11 @@ def test_vllm_metrics_reach_prometheus_through_the_exporters_http_sd(fleet: harn
     assert native["labels"]["host"] == "node-1"
     assert native["labels"]["container"] == "simulated-vllm"
 
-    def query(promql: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = harness.prometheus_api(
-            fleet, "/api/v1/query?query=" + urllib.parse.quote(promql)
-        )["data"]["result"]
-        return result
-
     # vLLM's own series, names unchanged, labelled by the SD document (host, container, model) and by vLLM.
     # The SD document names the model once the exporter has read /v1/models (refresh_interval 30 s).
-    wait_for(lambda: any("model" in r["metric"] for r in query("vllm:num_requests_running")), timeout=90)
+    wait_for(lambda: any("model" in r["metric"] for r in query(fleet, "vllm:num_requests_running")), timeout=90)
     # (A series from before the SD document named the model may linger until it goes stale: take the named one.)
-    series = [r for r in query("vllm:num_requests_running") if "model" in r["metric"]]
+    series = [r for r in query(fleet, "vllm:num_requests_running") if "model" in r["metric"]]
     assert len(series) == 1
     labels = series[0]["metric"]
     assert labels["job"] == "vllm"
@@ -182,20 +183,9 @@ def test_vllm_metrics_reach_prometheus_through_the_exporters_http_sd(fleet: harn
     assert labels["container"] == "simulated-vllm"
     assert labels["model_name"] == labels["model"] != ""
     # The exporter's status series: the simulated server answers its probes.
-    wait_for(lambda: [r["value"][1] for r in query('llm_monitor_vllm_up{instance="node-1"}')] == ["1"])
+    wait_for(lambda: [r["value"][1] for r in query(fleet, 'llm_monitor_vllm_up{instance="node-1"}')] == ["1"])
     # The Ollama proxy reaches the simulated Ollama behind it.
-    wait_for(lambda: [r["value"][1] for r in query('llm_monitor_ollama_up{instance="node-1"}')] == ["1"])
-
-
-def query(fleet: harness.Fleet, promql: str) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = harness.prometheus_api(fleet, "/api/v1/query?query=" + urllib.parse.quote(promql))[
-        "data"
-    ]["result"]
-    return result
-
-
-def values(fleet: harness.Fleet, promql: str) -> list[float]:
-    return [float(r["value"][1]) for r in query(fleet, promql)]
+    wait_for(lambda: [r["value"][1] for r in query(fleet, 'llm_monitor_ollama_up{instance="node-1"}')] == ["1"])
 
 
 TRAFFIC = "/opt/llm_monitor/exporters/venv/bin/llm-monitor-traffic"

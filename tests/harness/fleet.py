@@ -365,7 +365,8 @@ def provide_litellm_wheels(fleet: Fleet) -> None:
     hosts = [h for h in fleet.hosts if "litellm_proxies" in h.groups]
     if not hosts:
         return
-    complete = LITELLM_WHEELS / ".complete"
+    # The requirements file, written last, marks a complete wheel directory; llm_upstreams.yml installs from it.
+    complete = LITELLM_WHEELS / "requirements.txt"
     wanted = "\n".join(LITELLM_REQUIREMENTS) + "\n"
     if not complete.exists() or complete.read_text() != wanted:
         shutil.rmtree(LITELLM_WHEELS, ignore_errors=True)
@@ -375,7 +376,7 @@ def provide_litellm_wheels(fleet: Fleet) -> None:
         complete.write_text(wanted)
     for host in hosts:
         name = fleet.container(host.name)
-        in_host = docker("exec", name, "cat", f"{LITELLM_WHEELS_IN_HOST}/.complete", check=False).stdout
+        in_host = docker("exec", name, "cat", f"{LITELLM_WHEELS_IN_HOST}/requirements.txt", check=False).stdout
         if in_host == wanted:
             continue
         docker("exec", name, "rm", "-rf", LITELLM_WHEELS_IN_HOST)
