@@ -41,9 +41,9 @@ images: engine
 lint: venv
 	yamllint -s .
 	ansible-lint --profile production
-	ruff check plugins tests bench molecule
-	ruff format --check plugins tests bench molecule
-	mypy plugins/filter tests/harness tests/unit tests/fleet bench/run.py
+	ruff check plugins tests bench molecule roles/exporters/files
+	ruff format --check plugins tests bench molecule roles/exporters/files
+	mypy plugins roles/exporters/files/wheelhouse.py tests/harness tests/unit tests/fleet bench/run.py bench/role_lines.py
 
 unit: venv
 	$(PY) -m pytest -q tests/unit

@@ -7,8 +7,9 @@
 Line-duplicate finders for code do not read YAML, so this counts repeated role code itself: a line of role A
 counts as repeated in role B when, with A's name replaced by B's (node_exporter_port -> prometheus_port) and
 surrounding whitespace removed, it also occurs in B; "in blocks" counts only lines inside a run of 4 or more
-consecutive lines that B has too (a copied block, rather than a common line such as `owner: root`). Blank lines, comments and the `---` document marker are
-not counted. Counted: tasks/, handlers/, vars/ and templates/ (what a role does), defaults/ separately.
+consecutive lines that B has too (a copied block, rather than a common line such as `owner: root`). Blank lines,
+comments and the `---` document marker are not counted. Counted: tasks/, handlers/, vars/ and templates/ (what a
+role does), defaults/ separately.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ def main() -> int:
     print(f"{'role':<18} {'tasks+handlers+vars+templates':>30} {'defaults':>9}")
     for name, c in counts.items():
         print(f"{name:<18} {c['code']:>30} {c['defaults']:>9}")
-    print(f"{'total':<18} {sum(c['code'] for c in counts.values()):>30} {sum(c['defaults'] for c in counts.values()):>9}")
+    print(
+        f"{'total':<18} {sum(c['code'] for c in counts.values()):>30} {sum(c['defaults'] for c in counts.values()):>9}"
+    )
     print(f"\nlines of A that reappear in B (A's name renamed to B's): anywhere / in blocks of {RUN}+ lines")
     for pair, n in sorted(repeated.items(), key=lambda kv: -in_runs[kv[0]]):
         if n:

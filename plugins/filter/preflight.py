@@ -31,7 +31,8 @@ EXAMPLES = r"""
     that: _problems | length == 0
     fail_msg: "{{ _problems | join('; ') }}"
   vars:
-    _problems: "{{ {'node_exporter_port': node_exporter_port} | llm_monitor.fleet.fleet_port_problems(inventory_hostname) }}"
+    _problems: >-
+      {{ {'node_exporter_port': node_exporter_port} | llm_monitor.fleet.fleet_port_problems(inventory_hostname) }}
 """
 
 RETURN = r"""

@@ -107,7 +107,13 @@ def fleet_scrape_jobs(jobs: list[Mapping[str, Any]], include_exporters: bool = T
     if not isinstance(jobs, list):
         _fail(f"prometheus_scrape_jobs must be a list of jobs, got {type(jobs).__name__}")
     catalog = {
-        e.job: {"name": e.job, "exporter": e.name, "group": "all", "port_var": e.port_var, "default_port": e.default_port}
+        e.job: {
+            "name": e.job,
+            "exporter": e.name,
+            "group": "all",
+            "port_var": e.port_var,
+            "default_port": e.default_port,
+        }
         for e in (fleet_catalog.EXPORTERS if include_exporters else ())
     }
     effective: list[dict[str, Any]] = []
@@ -119,11 +125,11 @@ def fleet_scrape_jobs(jobs: list[Mapping[str, Any]], include_exporters: bool = T
     return effective + list(catalog.values())
 
 
-def fleet_exporters(host_vars: Mapping[str, Any], groups: Mapping[str, Iterable[str]], host: str) -> list[
-    dict[str, Any]
-]:
+def fleet_exporters(
+    host_vars: Mapping[str, Any], groups: Mapping[str, Iterable[str]], host: str
+) -> list[dict[str, Any]]:
     """Every catalog exporter for one host: name, job, unit, enabled, port (checked), port_var, user, docker."""
-    decided = fleet_catalog.exporters_for_host(host_vars, groups, host)
+    decided: list[dict[str, Any]] = fleet_catalog.exporters_for_host(host_vars, groups, host)
     for exporter in decided:
         if exporter["enabled"]:
             exporter["port"] = _checked(fleet_inventory.port, host, exporter["port_var"], exporter["port"])
@@ -131,7 +137,8 @@ def fleet_exporters(host_vars: Mapping[str, Any], groups: Mapping[str, Iterable[
 
 
 def _enabled(value: Any) -> bool:
-    return fleet_catalog.truthy(value)
+    enabled: bool = fleet_catalog.truthy(value)
+    return enabled
 
 
 def fleet_scrape_targets(

@@ -59,9 +59,7 @@ class Exporter:
 
 
 EXPORTERS: tuple[Exporter, ...] = (
-    Exporter(
-        "gpu", "gpu", 9835, "llm-monitor-gpu", groups=("gpu_hosts",), summary="NVIDIA GPUs through NVML"
-    ),
+    Exporter("gpu", "gpu", 9835, "llm-monitor-gpu", groups=("gpu_hosts",), summary="NVIDIA GPUs through NVML"),
     Exporter(
         "containers",
         "containers",
@@ -83,7 +81,11 @@ EXPORTERS: tuple[Exporter, ...] = (
         summary="vLLM servers: discovery, probes, HTTP SD for vLLM's own /metrics",
     ),
     Exporter(
-        "litellm", "litellm_exporter", 9437, "llm-monitor-litellm", groups=("litellm_proxies",),
+        "litellm",
+        "litellm_exporter",
+        9437,
+        "llm-monitor-litellm",
+        groups=("litellm_proxies",),
         summary="LiteLLM proxy: liveness, catalog, deployment health, spend",
     ),
     Exporter(
@@ -96,7 +98,11 @@ EXPORTERS: tuple[Exporter, ...] = (
         summary="Langfuse usage, cost and latency per project",
     ),
     Exporter(
-        "ollama_proxy", "ollama_proxy", 9439, "llm-monitor-ollama-proxy", groups=("ollama_servers",),
+        "ollama_proxy",
+        "ollama_proxy",
+        9439,
+        "llm-monitor-ollama-proxy",
+        groups=("ollama_servers",),
         summary="Ollama monitoring proxy",
     ),
 )
@@ -220,9 +226,9 @@ def truthy(value: Any) -> bool:
     return bool(value)
 
 
-def exporters_for_host(host_vars: Mapping[str, Any], groups: Mapping[str, Iterable[str]], host: str) -> list[
-    dict[str, Any]
-]:
+def exporters_for_host(
+    host_vars: Mapping[str, Any], groups: Mapping[str, Iterable[str]], host: str
+) -> list[dict[str, Any]]:
     """Decide, for one host, every exporter's enabled state, port, user and Docker access.
 
     `host_vars` holds the variables set for the host (inventory, play or role variables, facts); a variable it does

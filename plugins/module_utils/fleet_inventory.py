@@ -63,8 +63,7 @@ def address(host: str, var: str, value: Any) -> Address:
     """A host name, IPv4 or IPv6 address as Prometheus needs it in a target (IPv6 bracketed)."""
     if not isinstance(value, str) or not value:
         raise InventoryError(
-            f"host '{host}': {var}={value!r} is not a host name, IPv4 or IPv6 address "
-            "(expected a non-empty string)"
+            f"host '{host}': {var}={value!r} is not a host name, IPv4 or IPv6 address (expected a non-empty string)"
         )
     inner = value[1:-1] if value.startswith("[") and value.endswith("]") else value
     try:
@@ -118,7 +117,7 @@ def labels(host: str, value: Any, also_reserved: Mapping[str, str] | None = None
         if not isinstance(label_value, str):
             shown = "null" if label_value is None else repr(label_value)
             raise InventoryError(
-                f"host '{host}': fleet_labels.{name}={shown} is a {type(label_value).__name__}, not a string: write "
+                f"host '{host}': fleet_labels.{name}={shown} is not a string ({type(label_value).__name__}): write "
                 f'label values as quoted strings ({name}: "..."); YAML reads 012 as the number 10, true as a boolean '
                 "and an empty value as null"
             )

@@ -10,6 +10,7 @@ import os
 import re
 import time
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,8 @@ RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+fai
 
 @pytest.fixture(scope="module")
 def fleet() -> Iterator[harness.Fleet]:
-    fleet = harness.up(NAME, publish=None, hosts=HOSTS)
+    # Prometheus published on 127.0.0.1, as the demo does, so the URLs it prints can be opened.
+    fleet = harness.up(NAME, publish=harness.free_port(), hosts=HOSTS)
     try:
         result = harness.converge(fleet, capture=True, check=False)
         assert result.returncode == 0, result.stdout[-5000:]
@@ -129,6 +131,7 @@ def test_every_inventory_host_is_scraped_with_its_labels(fleet: harness.Fleet) -
     assert node1["labels"] == {
         "job": "node",
         "instance": "node-1",
+        "host": "node-1",
         "datacenter": "dc1",
         "rack": "r02",
         "team": "research",
@@ -137,6 +140,55 @@ def test_every_inventory_host_is_scraped_with_its_labels(fleet: harness.Fleet) -
     # The scraped data is node_exporter's, labelled by inventory hostname.
     cpus = query(fleet, "count by (instance)(node_cpu_seconds_total)")
     assert {r["metric"]["instance"] for r in cpus} == {"mon-1", "node-1"}
+
+
+def test_every_target_carries_its_inventory_host_so_jobs_join_without_relabelling(fleet: harness.Fleet) -> None:
+    expected = {("node", "node-1"), ("vllm", vllm_native_instance(fleet))}
+    wait_for(lambda: all_up(fleet, expected), timeout=120)
+    hosts = {key: t["labels"].get("host") for key, t in targets(fleet).items()}
+    inventory = {h["name"] for h in HOSTS}
+    assert all(host in inventory for host in hosts.values()), hosts
+    assert hosts[("vllm", vllm_native_instance(fleet))] == "node-1"
+    # vLLM's own series (instance <container>:8000) and node_exporter's (instance node-1) meet on `host`.
+    wait_for(lambda: len(query(fleet, "vllm:num_requests_running and on(host) node_load1")) > 0, timeout=90)
+
+
+def _fetch(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=10) as response:  # follows redirects (/ -> /classic/graph)
+        return int(response.status), response.read().decode("utf-8", "replace")
+
+
+def test_every_url_the_demo_prints_answers_with_its_page(fleet: harness.Fleet) -> None:
+    printed = harness.status(fleet)
+    local = re.findall(r"http://127\.0\.0\.1:\d+/\S*", printed)
+    assert len(local) == 3, printed
+    for url in local:
+        status, body = _fetch(url.rstrip(",)"))
+        assert status == 200, url
+        if "/api/" in url:
+            assert '"status":"success"' in body, url
+            continue
+        # The web UI itself, not Prometheus' "error reading base template" page, and its scripts load too.
+        assert "<title>Prometheus" in body and "error" not in body.lower().split("<body", 1)[0], (url, body[:300])
+        scripts = re.findall(r'<script src="(/[^"?]+)', body)
+        assert scripts, body[:500]
+        base = url.split("/", 3)[:3]
+        for script in scripts[:3]:
+            assert _fetch("/".join(base) + script)[0] == 200, script
+    # The targets' scrape URLs it prints are the fleet network's: each answers with metrics from the monitoring host.
+    for url in re.findall(r"(http://\S+/metrics\S*)", printed):
+        assert "# TYPE" in exec_in(fleet, "mon-1", "curl", "-fsS", "--max-time", "10", url), url
+
+
+def test_every_label_name_in_prometheus_is_reserved_or_a_fleet_label(fleet: harness.Fleet) -> None:
+    """The reserved list (plugins/module_utils/fleet_catalog.py) knows every label the exporters and upstreams emit."""
+    from ansible_collections.llm_monitor.fleet.plugins.module_utils.fleet_catalog import reserved_label
+
+    wait_for(lambda: all_up(fleet, {("litellm", "mon-1"), ("langfuse", "mon-1"), ("gpu", "node-1")}), timeout=120)
+    fleet_label_names = {name for h in HOSTS for name in h["labels"]}
+    names = set(harness.prometheus_api(fleet, "/api/v1/labels")["data"])
+    unknown = sorted(n for n in names - fleet_label_names if reserved_label(n) is None and n != "__name__")
+    assert not unknown, f"label names no entry of RESERVED_LABELS covers: {unknown}"
 
 
 def test_simulated_gpu_metrics_of_the_gpu_host_reach_prometheus(fleet: harness.Fleet) -> None:
@@ -235,17 +287,25 @@ def test_a_second_run_changes_nothing(fleet: harness.Fleet) -> None:
 def test_an_added_host_is_scraped_without_restarting_prometheus(fleet: harness.Fleet) -> None:
     pid_before = prometheus_pid(fleet)
     files_before = config_files(fleet)
-    harness.add_host(
-        fleet,
-        harness.Host(
-            name="node-2", suite="bookworm", groups=["ungrouped"], labels={"datacenter": "dc2", "team": "serving"}
-        ),
+    # Scraped over IPv6: its scrape address is its IPv6 address on the fleet's network, written as given.
+    node2 = harness.Host(
+        name="node-2",
+        suite="bookworm",
+        groups=["ungrouped"],
+        labels={"datacenter": "dc2", "team": "serving"},
+        vars={"node_exporter_listen_address": "::"},
     )
+    harness.add_host(fleet, node2)
+    ipv6 = harness.container_ipv6(fleet, "node-2")
+    assert ":" in ipv6, ipv6
+    node2.vars["fleet_scrape_address"] = ipv6
+    fleet.save()
     result = harness.converge(fleet, capture=True, check=False)
     assert result.returncode == 0, result.stdout[-5000:]
 
     wait_for(lambda: all_up(fleet, {("node", "node-2")}))
     assert targets(fleet)[("node", "node-2")]["labels"]["team"] == "serving"
+    assert targets(fleet)[("node", "node-2")]["scrapeUrl"] == f"http://[{ipv6}]:9100/metrics"
     assert prometheus_pid(fleet) == pid_before, "Prometheus was restarted"
     files_after = config_files(fleet)
     changed = {path for path in files_after if files_after[path] != files_before.get(path)}
@@ -285,6 +345,20 @@ def _empty_monitoring(inventory: Path) -> None:
     path.write_text(yaml.safe_dump(data))
 
 
+def _add_host_named_in_other_case(inventory: Path) -> None:
+    # NODE-1 is node-1 under another name: the same container, its address spelt in capitals.
+    path = inventory / "hosts.yml"
+    data = yaml.safe_load(path.read_text())
+    node1 = yaml.safe_load((inventory / "host_vars" / "node-1.yml").read_text())
+    ungrouped = data["all"]["children"].setdefault("ungrouped", {})
+    ungrouped["hosts"] = dict(ungrouped.get("hosts") or {})
+    ungrouped["hosts"]["NODE-1"] = {
+        "ansible_host": node1["ansible_host"],
+        "fleet_scrape_address": node1["ansible_host"].upper(),
+    }
+    path.write_text(yaml.safe_dump(data))
+
+
 BAD_INPUTS = {
     "empty monitoring group": (_empty_monitoring, ["the inventory's 'monitoring' group is empty"]),
     "port outside 1-65535": (
@@ -295,9 +369,42 @@ BAD_INPUTS = {
         _host_vars("mon-1", node_exporter_port=9090),
         ["host 'mon-1'", "node_exporter_port=9090", "job 'prometheus' already scrapes", "(prometheus_port)"],
     ),
+    # meta/argument_specs.yml refuses it; the failure is node-1's
     "unknown install method": (
         _host_vars("node-1", node_exporter_install_method="tarball"),
-        ["host 'node-1'", "node_exporter_install_method=tarball is not one of archive, package"],
+        ["fatal: [node-1]", "value of node_exporter_install_method must be one of: archive, package, got: tarball"],
+    ),
+    "port that is not a number": (
+        _host_vars("node-1", node_exporter_port="abc"),
+        ["host 'node-1': node_exporter_port='abc' is not a port number (1-65535)"],
+    ),
+    "address with a port": (
+        _host_vars("node-1", fleet_scrape_address="10.0.0.5:22"),
+        ["host 'node-1': fleet_scrape_address='10.0.0.5:22' is not a host name, IPv4 or IPv6 address", "port"],
+    ),
+    "address with spaces": (
+        _host_vars("node-1", fleet_scrape_address=" 10.0.0.6 "),
+        ["host 'node-1': fleet_scrape_address=' 10.0.0.6 ' is not a host name", "remove the spaces"],
+    ),
+    "address as a URL": (
+        _host_vars("node-1", fleet_scrape_address="http://10.0.0.9"),
+        ["host 'node-1': fleet_scrape_address='http://10.0.0.9' is not a host name", "scheme"],
+    ),
+    "address as a network": (
+        _host_vars("node-1", fleet_scrape_address="10.0.0.0/24"),
+        ["host 'node-1': fleet_scrape_address='10.0.0.0/24' is not a host name", "not a network"],
+    ),
+    "label an exporter emits": (
+        _host_vars("node-1", fleet_labels={"gpu": "0", "team": "research"}),
+        ["host 'node-1': fleet_labels key 'gpu' is reserved: the GPU exporter", "exported_gpu"],
+    ),
+    "label value that is not a string": (
+        _host_vars("node-1", fleet_labels={"rack": 12}),
+        ["host 'node-1': fleet_labels.rack=12 is not a string (int)", 'rack: "..."'],
+    ),
+    "one machine under two names differing in case": (
+        _add_host_named_in_other_case,
+        ["host 'node-1'", "already scrapes that address and port on host 'NODE-1'", "compared without case"],
     ),
     "checksum mismatch": (
         _group_vars_all(node_exporter_checksums={"amd64": "sha256:" + "0" * 64}),

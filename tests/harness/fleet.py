@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -242,6 +243,11 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
         group_vars[f"{name}_checksums"] = {"amd64": f"sha256:{info['sha256']}"}
         group_vars[f"{name}_download_base_url"] = f"http://127.0.0.1:{mirror_port}/{name}"
     (inv / "group_vars" / "all.yml").write_text("---\n" + _yaml(group_vars))
+    # Debian's prometheus package ships the web UI (its classic UI, with Debian's libjs packages); the archive the
+    # mirror rebuilds from Debian's binary has no web assets. The demo prints the UI's URL: it must show the UI.
+    # (molecule/prometheus installs the archive.)
+    monitoring_vars = {"prometheus_install_method": "package"}
+    (inv / "group_vars" / "monitoring.yml").write_text("---\n" + _yaml(monitoring_vars))
     # No GPU in a container fleet: the GPU exporter runs on its simulation backend (values are not real).
     gpu_vars = {
         "exporters_gpu_simulate": True,
@@ -279,7 +285,7 @@ def _yaml(data: Any) -> str:
     return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -330,7 +336,7 @@ def converge(
     (the bad-input tests use it), and the next run writes it back as it was.
     """
     archives = upstream_archives.build(upstream_archives.DEFAULT_OUT)
-    port = _free_port()
+    port = free_port()
     write_inventory(fleet, archives, port)
     if edit_inventory is not None:
         edit_inventory(fleet.inventory)
@@ -387,13 +393,25 @@ def up(name: str, publish: int | None, hosts: list[dict[str, Any]] | None = None
     fleet = Fleet(name=name, publish=publish, hosts=[Host(**h) for h in (hosts or DEFAULT_HOSTS)])
     ensure_engine_and_images({h.suite for h in fleet.hosts})
     down(name)
-    docker("network", "create", "-o", "com.docker.network.driver.mtu=1400", fleet.network)
+    docker("network", "create", "-o", "com.docker.network.driver.mtu=1400", *_ipv6_args(name), fleet.network)
     for host in fleet.hosts:
         start_container(fleet, host)
     wait_booted(fleet, fleet.hosts)
     fleet.save()
     snapshot_exporters_source(fleet)
     return fleet
+
+
+def _ipv6_args(name: str) -> list[str]:
+    """An IPv6 subnet of the fleet's own (unique local, derived from its name), so hosts can be scraped over IPv6."""
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return ["--ipv6", "--subnet", f"fd{digest[:2]}:{digest[2:6]}:{digest[6:10]}::/64"]
+
+
+def container_ipv6(fleet: Fleet, host: str) -> str:
+    """The host's IPv6 address on the fleet's network."""
+    template = "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}{{end}}"
+    return docker("inspect", "-f", template, fleet.container(host)).stdout.strip()
 
 
 def add_host(fleet: Fleet, host: Host) -> None:
@@ -422,7 +440,8 @@ def prometheus_api(fleet: Fleet, path: str) -> Any:
 def status(fleet: Fleet) -> str:
     lines = []
     if fleet.publish:
-        lines.append(f"Prometheus: http://127.0.0.1:{fleet.publish}/  (API: /api/v1/targets)")
+        base = f"http://127.0.0.1:{fleet.publish}"
+        lines.append(f"Prometheus: {base}/  (targets: {base}/targets, API: {base}/api/v1/targets)")
     targets = prometheus_api(fleet, "/api/v1/targets")["data"]["activeTargets"]
     for target in sorted(targets, key=lambda t: (t["labels"]["job"], t["labels"]["instance"])):
         labels = target["labels"]

@@ -16,7 +16,9 @@ def _yaml(relative: str) -> Any:
 
 def test_every_source_knows_every_supported_distribution() -> None:
     internal = _yaml("vars/main.yml")
-    for source in internal["_nvidia_toolkit_driver_sources"]:
+    sources = _yaml("meta/argument_specs.yml")["argument_specs"]["main"]["options"]["nvidia_toolkit_driver_source"]
+    assert sorted(sources["choices"]) == sorted(internal["_nvidia_toolkit_known_branches"])
+    for source in sources["choices"]:
         table = internal["_nvidia_toolkit_known_branches"][source]
         assert sorted(table) == sorted(internal["_nvidia_toolkit_supported"]), source
         for dist, branches in table.items():

@@ -55,3 +55,27 @@ def test_scrape_job_default_ports_match_the_exporter_roles() -> None:
     for job in jobs:
         if job["port_var"] in role_defaults:
             assert job["default_port"] == role_defaults[job["port_var"]], job["name"]
+
+
+SERVICE_ROLES = [r for r in ROLES if (r / "tasks" / "preflight.yml").exists() and r.name != "core"]
+
+
+@pytest.mark.parametrize("role", SERVICE_ROLES, ids=lambda p: p.name)
+def test_roles_whose_preflight_site_yml_includes_validate_it(role: Path) -> None:
+    """site.yml runs `tasks_from: preflight`: an entry point of that name makes Ansible check the same variables."""
+    specs = _load(role / "meta" / "argument_specs.yml")["argument_specs"]
+    assert "preflight" in specs, f"{role.name}: no preflight entry point"
+    assert specs["preflight"]["options"] == specs["main"]["options"]
+
+
+def test_the_exporter_variables_are_documented_with_the_catalogs_defaults() -> None:
+    from ansible_collections.llm_monitor.fleet.plugins.module_utils.fleet_catalog import EXPORTERS
+
+    options = _load(REPO / "roles" / "exporters" / "meta" / "argument_specs.yml")["argument_specs"]["main"]["options"]
+    defaults = _load(REPO / "roles" / "exporters" / "defaults" / "main.yml")
+    for exporter in EXPORTERS:
+        assert options[exporter.port_var]["default"] == exporter.default_port, exporter.name
+        assert options[exporter.user_var]["default"] == exporter.default_user, exporter.name
+        assert options[exporter.enabled_var]["type"] == "bool", exporter.name
+        # decided by the catalog only: a role default would hide the catalog's decision
+        assert not {exporter.port_var, exporter.user_var, exporter.enabled_var} & set(defaults), exporter.name

@@ -21,10 +21,10 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -51,8 +51,11 @@ def sha256(path: Path) -> str:
 def source_digest(source: Path) -> str:
     digest = hashlib.sha256()
     files = [source / "pyproject.toml", source / "README.md"]
-    files += sorted(p for p in (source / "src").rglob("*") if p.is_file() and "egg-info" not in str(p)
-                    and "__pycache__" not in p.parts and p.suffix != ".pyc")
+    files += sorted(
+        p
+        for p in (source / "src").rglob("*")
+        if p.is_file() and "egg-info" not in str(p) and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
     for path in files:
         if path.exists():
             digest.update(str(path.relative_to(source)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -60,8 +63,9 @@ def source_digest(source: Path) -> str:
 
 
 def pip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args],
-                          text=True, capture_output=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args], text=True, capture_output=True, check=False
+    )
 
 
 def package_wheel(source: Path, dest: Path) -> tuple[Path, bool]:
@@ -99,8 +103,11 @@ def check_pins(wheel: Path, requirements: Path) -> None:
             pins[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
     with zipfile.ZipFile(wheel) as zf:
         meta = next(n for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
-        requires = [line.split(":", 1)[1].strip() for line in zf.read(meta).decode().splitlines()
-                    if line.startswith("Requires-Dist:")]
+        requires = [
+            line.split(":", 1)[1].strip()
+            for line in zf.read(meta).decode().splitlines()
+            if line.startswith("Requires-Dist:")
+        ]
     problems = []
     for req in requires:
         if "extra ==" in req:
@@ -112,8 +119,10 @@ def check_pins(wheel: Path, requirements: Path) -> None:
         if pins.get(name) is None or (match.group(2) and pins[name] != match.group(2)):
             problems.append(f"{req} (requirements.txt: {name}=={pins.get(name, 'missing')})")
     if problems:
-        sys.exit(f"wheelhouse: {requirements} does not pin what {wheel.name} requires: {'; '.join(problems)}. "
-                 "Add the dependency and its sha256 hashes for every target Python and machine.")
+        sys.exit(
+            f"wheelhouse: {requirements} does not pin what {wheel.name} requires: {'; '.join(problems)}. "
+            "Add the dependency and its sha256 hashes for every target Python and machine."
+        )
 
 
 def copy_if_different(src: Path, dst: Path) -> bool:
@@ -135,8 +144,20 @@ def fill_target(dest: Path, name: str, version: str, machine: str, wheel: Path, 
             changed = True
     changed |= copy_if_different(wheel, tdir / wheel.name)
     changed |= copy_if_different(requirements, tdir / "requirements.txt")
-    args = ["download", "-q", "--only-binary=:all:", "--implementation", "cp", "--python-version", version,
-            "--require-hashes", "-r", str(tdir / "requirements.txt"), "-d", str(tdir)]
+    args = [
+        "download",
+        "-q",
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--python-version",
+        version,
+        "--require-hashes",
+        "-r",
+        str(tdir / "requirements.txt"),
+        "-d",
+        str(tdir),
+    ]
     for platform in PLATFORMS[machine]:
         args += ["--platform", platform]
     if pip(*args, "--no-index", "--find-links", str(tdir)).returncode == 0:
@@ -144,8 +165,10 @@ def fill_target(dest: Path, name: str, version: str, machine: str, wheel: Path, 
     REASONS.append(f"downloaded dependencies for Python {version} {machine}")
     result = pip(*args)
     if result.returncode != 0:
-        sys.exit(f"wheelhouse: pip download for Python {version} {machine} failed (no index reachable? "
-                 f"pre-fill {tdir} for an offline controller):\n{result.stdout}{result.stderr}")
+        sys.exit(
+            f"wheelhouse: pip download for Python {version} {machine} failed (no index reachable? "
+            f"pre-fill {tdir} for an offline controller):\n{result.stdout}{result.stderr}"
+        )
     return True
 
 
