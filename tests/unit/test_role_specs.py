@@ -79,3 +79,16 @@ def test_the_exporter_variables_are_documented_with_the_catalogs_defaults() -> N
         assert options[exporter.enabled_var]["type"] == "bool", exporter.name
         # decided by the catalog only: a role default would hide the catalog's decision
         assert not {exporter.port_var, exporter.user_var, exporter.enabled_var} & set(defaults), exporter.name
+
+
+@pytest.mark.parametrize("role", [r for r in ROLES if (r / "README.md").exists()], ids=lambda p: p.name)
+def test_readme_variable_table_is_the_argument_spec(role: Path) -> None:
+    """`python tests/harness/role_docs.py` rewrites the tables; this says when one is out of step."""
+    import role_docs
+
+    readme = (role / "README.md").read_text()
+    if role_docs.HEADER not in readme:
+        return
+    assert role_docs.rewrite(role / "README.md", role_docs.table(role)) == readme, (
+        f"{role.name}: README's variable table differs from meta/argument_specs.yml; run tests/harness/role_docs.py"
+    )

@@ -110,3 +110,18 @@ def test_config_change_reloads_without_restart(host):
     assert float(_query(host, "prometheus_config_last_reload_successful")[0]["value"][1]) == 1
     reloaded_at = float(_query(host, "prometheus_config_last_reload_success_timestamp_seconds")[0]["value"][1])
     assert reloaded_at >= record["changed_at"]
+
+
+def test_each_prometheus_has_its_own_replica_label(host):
+    name = host.backend.get_hostname()
+    config = host.file("/etc/prometheus/prometheus.yml").content_string
+    assert f"replica: {name}" in config, config
+
+
+def test_identical_external_labels_are_refused_and_nothing_changes(host):
+    result = json.loads(host.file("/var/tmp/molecule-same-labels.json").content_string)
+    assert not result["accepted"]
+    assert result["unchanged"]
+    name = host.backend.get_hostname()
+    assert f"host '{name}': prometheus_external_labels" in result["msg"], result["msg"]
+    assert "cannot be told apart or deduplicated downstream" in result["msg"]
