@@ -7,7 +7,7 @@
     python bench/exporters/ollama_proxy.py --json out.json
 
 Three kinds of process, so that nothing shares an event loop: the simulated Ollama
-(``llm-monitor-exporter simulate ollama``), the proxy (``llm-monitor-exporter ollama-proxy``) and the
+(``llm-monitor-testkit simulate ollama``, a test double), the proxy (``llm-monitor-exporter ollama_proxy``) and the
 load generator (``llm-monitor-exporter traffic``, one process per run). For each concurrency the load
 runs against the simulator directly and through the proxy, same settings (streamed /api/generate,
 closed loop). By default the direct and the proxied load run at the same time (two load processes, N
@@ -48,8 +48,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "files" / "exporters" / "src"
-ENV = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+TESTKIT_SRC = ROOT / "files" / "testkit" / "src"
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join((str(SRC), str(TESTKIT_SRC), os.environ.get("PYTHONPATH", "")))}
 EXE = [sys.executable, "-m", "llm_monitor_exporters"]
+TESTKIT = [sys.executable, "-m", "llm_monitor_testkit"]
 TOKENS = 16
 TOKEN_INTERVAL = 0.02  # 50 tokens/s per stream
 FIRST_TOKEN = 0.02
@@ -229,7 +231,7 @@ def main() -> int:
     with (
         process(
             [
-                *EXE,
+                *TESTKIT,
                 "simulate",
                 "ollama",
                 "--listen",
@@ -247,7 +249,7 @@ def main() -> int:
         process(
             [
                 *EXE,
-                "ollama-proxy",
+                "ollama_proxy",
                 "--proxy-listen-address",
                 f"127.0.0.1:{proxy_port}",
                 "--upstream-url",

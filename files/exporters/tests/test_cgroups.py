@@ -7,16 +7,16 @@ from collections.abc import Callable
 import pytest
 
 from conftest import FIXTURES, parse_samples, value
-from llm_monitor_exporters.cgroups import CgroupReader
-from llm_monitor_exporters.collector import SnapshotLoop
-from llm_monitor_exporters.containers import ContainerCollector, ContainersConfig
-from llm_monitor_exporters.docker_meta import (
+from llm_monitor_exporters.containers.containers import ContainerCollector, ContainersConfig
+from llm_monitor_exporters.core.collector import SnapshotLoop
+from llm_monitor_exporters.core.procfs import container_id_from_cgroup, read_net_dev
+from llm_monitor_exporters.docker.cgroups import CgroupReader
+from llm_monitor_exporters.docker.docker_meta import (
     ContainerMeta,
     gpus_from_inspect,
     meta_from_inspect,
     parse_docker_time,
 )
-from llm_monitor_exporters.procfs import container_id_from_cgroup, read_net_dev
 
 V1_ID = "2323da2802e69eed7296fde13a0eee36046b8cbb1f26c580328d9eea69a566e3"
 V1_PID = 323

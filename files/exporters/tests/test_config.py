@@ -8,10 +8,10 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from llm_monitor_exporters.config import ConfigError, ServerConfig, build_config, read_yaml_mapping
-from llm_monitor_exporters.containers import ContainersConfig
-from llm_monitor_exporters.gpu import GpuConfig
-from llm_monitor_exporters.webconfig import BasicAuthenticator, load_web_config
+from llm_monitor_exporters.containers.containers import ContainersConfig
+from llm_monitor_exporters.core.config import ConfigError, ServerConfig, build_config, read_yaml_mapping
+from llm_monitor_exporters.core.webconfig import BasicAuthenticator, load_web_config
+from llm_monitor_exporters.gpu.gpu import GpuConfig
 
 HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 
 from conftest import parse_samples, value, wait_for
-from llm_monitor_exporters.collector import SnapshotLoop
-from llm_monitor_exporters.containers import ContainerCollector, ContainersConfig
+from llm_monitor_exporters.containers.containers import ContainerCollector, ContainersConfig
+from llm_monitor_exporters.core.collector import SnapshotLoop
 
 pytestmark = pytest.mark.docker
 

@@ -22,17 +22,17 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from conftest import cli, wait_for
-from llm_monitor_exporters.config import ConfigError
-from llm_monitor_exporters.containers import ContainerCollector, ContainersConfig
-from llm_monitor_exporters.docker_api import (
+from llm_monitor_exporters.containers.containers import ContainerCollector, ContainersConfig
+from llm_monitor_exporters.core.config import ConfigError
+from llm_monitor_exporters.docker.docker_api import (
     DockerAPIError,
     DockerClient,
     DockerURLError,
     Endpoint,
     parse_docker_url,
 )
-from llm_monitor_exporters.docker_meta import DockerMetadata
-from llm_monitor_exporters.vllm import VllmCollector, VllmConfig
+from llm_monitor_exporters.docker.docker_meta import DockerMetadata
+from llm_monitor_exporters.vllm.vllm import VllmCollector, VllmConfig
 
 
 class Exchange:

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from conftest import parse_samples, value
-from llm_monitor_exporters.collector import SnapshotLoop
-from llm_monitor_exporters.gpu import CRITICAL_XIDS, GpuCollector, GpuConfig, SimulationConfig
-from llm_monitor_exporters.nvml import NvmlError, NvmlGpuLost
-from llm_monitor_exporters.nvml_simulation import MODELS, SCENARIOS, SimulatedNvml, resolve_model
+from llm_monitor_exporters.core.collector import SnapshotLoop
+from llm_monitor_exporters.gpu.gpu import CRITICAL_XIDS, GpuCollector, GpuConfig, SimulationConfig
+from llm_monitor_exporters.gpu.nvml import NvmlError, NvmlGpuLost
+from llm_monitor_exporters.gpu.nvml_simulation import MODELS, SCENARIOS, SimulatedNvml, resolve_model
 
 
 def make(scenario: str = "busy", gpus: int = 2, model: str = "H100", mig: int = 0, **cfg: object

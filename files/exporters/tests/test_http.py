@@ -17,11 +17,11 @@ import bcrypt
 import pytest
 
 from conftest import free_port, parse_samples, scrape, value
-from llm_monitor_exporters.collector import SnapshotLoop
-from llm_monitor_exporters.gpu import GpuCollector, GpuConfig
-from llm_monitor_exporters.httpserver import ListenError, MetricsServer, parse_listen_address
-from llm_monitor_exporters.nvml_simulation import SimulatedNvml
-from llm_monitor_exporters.webconfig import WebConfig, load_web_config
+from llm_monitor_exporters.core.collector import SnapshotLoop
+from llm_monitor_exporters.core.httpserver import ListenError, MetricsServer, parse_listen_address
+from llm_monitor_exporters.core.webconfig import WebConfig, load_web_config
+from llm_monitor_exporters.gpu.gpu import GpuCollector, GpuConfig
+from llm_monitor_exporters.gpu.nvml_simulation import SimulatedNvml
 
 
 @pytest.fixture

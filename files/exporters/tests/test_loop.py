@@ -9,7 +9,7 @@ import time
 from prometheus_client.core import GaugeMetricFamily
 
 from conftest import parse_samples, value
-from llm_monitor_exporters.collector import Collector, Snapshot, SnapshotLoop
+from llm_monitor_exporters.core.collector import Collector, Snapshot, SnapshotLoop
 
 
 class FakeCollector(Collector):

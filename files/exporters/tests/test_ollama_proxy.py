@@ -14,12 +14,12 @@ from pathlib import Path
 import aiohttp
 import bcrypt
 import pytest
+from llm_monitor_testkit.ollama_sim import SAMPLES, load_sample
 
 from conftest import parse_samples, value
-from llm_monitor_exporters.ollama_metrics import Histogram, ModelLabels, OllamaMetrics, normalise_endpoint
-from llm_monitor_exporters.ollama_proxy import Inspector, inspect_request, parse_ps, parse_tags
-from llm_monitor_exporters.simulators.ollama_sim import SAMPLES, load_sample
-from llm_monitor_exporters.webconfig import WebConfig
+from llm_monitor_exporters.core.webconfig import WebConfig
+from llm_monitor_exporters.ollama.ollama_metrics import Histogram, ModelLabels, OllamaMetrics, normalise_endpoint
+from llm_monitor_exporters.ollama.ollama_proxy import Inspector, inspect_request, parse_ps, parse_tags
 from ollama_support import run as arun
 from ollama_support import stack
 
@@ -475,14 +475,14 @@ def test_metrics_basic_auth() -> None:
 def test_cli_check_config(tmp_path: Path) -> None:
     from conftest import cli
 
-    res = cli("ollama-proxy", "--check-config")
-    assert res.returncode == 0 and "exporter ollama-proxy" in res.stdout and "listen :9439" in res.stdout
+    res = cli("ollama_proxy", "--check-config")
+    assert res.returncode == 0 and "exporter ollama_proxy" in res.stdout and "listen :9439" in res.stdout
     cfg = tmp_path / "ollama.yml"
-    cfg.write_text("ollama-proxy:\n  upstream_url: localhost:11434\n")
-    res = cli("ollama-proxy", "--config", str(cfg), "--check-config")
-    assert res.returncode == 1 and "ollama-proxy.upstream_url" in res.stderr
-    cfg.write_text("ollama-proxy:\n  max_models: 0\n")
-    res = cli("ollama-proxy", "--config", str(cfg), "--check-config")
+    cfg.write_text("ollama_proxy:\n  upstream_url: localhost:11434\n")
+    res = cli("ollama_proxy", "--config", str(cfg), "--check-config")
+    assert res.returncode == 1 and "ollama_proxy.upstream_url" in res.stderr
+    cfg.write_text("ollama_proxy:\n  max_models: 0\n")
+    res = cli("ollama_proxy", "--config", str(cfg), "--check-config")
     assert res.returncode == 1 and "max_models" in res.stderr
 
 
@@ -491,7 +491,7 @@ def test_metrics_tls_from_web_config_file(tmp_path: Path) -> None:
     import ssl
     import subprocess
 
-    from llm_monitor_exporters.webconfig import load_web_config
+    from llm_monitor_exporters.core.webconfig import load_web_config
 
     if shutil.which("openssl") is None:
         pytest.skip("openssl CLI missing")
