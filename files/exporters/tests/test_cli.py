@@ -15,8 +15,7 @@ import pytest
 
 from conftest import cli, free_port, parse_samples, running_exporter, scrape, value
 
-DEFAULT_PORTS = {"gpu": 9835, "containers": 9417, "vllm": 9436, "litellm": 9437, "langfuse": 9438,
-                 "ollama_proxy": 9439}
+DEFAULT_PORTS = {"gpu": 9835, "containers": 9417, "vllm": 9436, "litellm": 9437, "langfuse": 9438, "ollama_proxy": 9439}
 
 
 @pytest.mark.parametrize("exporter", list(DEFAULT_PORTS))
@@ -39,17 +38,25 @@ def test_top_level_help_lists_exporters() -> None:
     for name, port in DEFAULT_PORTS.items():
         assert name in res.stdout
         assert f":{port}" in flat
-    for prefix in ("llm_monitor_gpu_*", "container_*", "llm_monitor_vllm_*", "llm_monitor_litellm_*",
-                   "llm_monitor_langfuse_*", "llm_monitor_ollama_*"):
+    for prefix in (
+        "llm_monitor_gpu_*",
+        "container_*",
+        "llm_monitor_vllm_*",
+        "llm_monitor_litellm_*",
+        "llm_monitor_langfuse_*",
+        "llm_monitor_ollama_*",
+    ):
         assert prefix in flat
 
 
 def test_registry_names_ports_without_heavy_imports() -> None:
     """What the role's unit tests read: each exporter's name and default port, importing neither aiohttp nor pynvml."""
-    code = ("import sys, json; from llm_monitor_exporters.registry import EXPORTERS; "
-            "print(json.dumps({'exporters': {e.name: e.default_port for e in EXPORTERS}, "
-            "'summaries': all(e.summary for e in EXPORTERS), "
-            "'heavy': sorted(m for m in ('aiohttp', 'pynvml', 'yaml', 'prometheus_client') if m in sys.modules)}))")
+    code = (
+        "import sys, json; from llm_monitor_exporters.registry import EXPORTERS; "
+        "print(json.dumps({'exporters': {e.name: e.default_port for e in EXPORTERS}, "
+        "'summaries': all(e.summary for e in EXPORTERS), "
+        "'heavy': sorted(m for m in ('aiohttp', 'pynvml', 'yaml', 'prometheus_client') if m in sys.modules)}))"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
@@ -124,8 +131,10 @@ def test_no_exporter_is_usage_error() -> None:
 
 def test_check_config_ok(tmp_path: Path) -> None:
     cfg = tmp_path / "gpu.yml"
-    cfg.write_text("listen_address: 127.0.0.1:9835\ninterval: 2\ngpu:\n  backend: simulation\n"
-                   "  simulation:\n    gpus: 4\n    model: H200\n    scenario: thermal_throttling\n")
+    cfg.write_text(
+        "listen_address: 127.0.0.1:9835\ninterval: 2\ngpu:\n  backend: simulation\n"
+        "  simulation:\n    gpus: 4\n    model: H200\n    scenario: thermal_throttling\n"
+    )
     res = cli("gpu", "--config", str(cfg), "--check-config")
     assert res.returncode == 0, res.stderr
     assert "configuration OK" in res.stdout
@@ -233,10 +242,12 @@ def test_exporters_do_not_import_aiohttp_unless_they_need_it(exporter: str | Non
     # aiohttp is about 13 MB of RSS: only the Ollama proxy (and the traffic generator) may load it. The CLI's own
     # path: parse, load the configuration, check it (None: the top-level --help).
     args = [exporter, "--check-config"] if exporter else ["--help"]
-    code = ("import contextlib, io, sys; from llm_monitor_exporters import cli\n"
-            "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
-            f"    cli.main({args!r})\n"
-            "print('aiohttp' in sys.modules)")
+    code = (
+        "import contextlib, io, sys; from llm_monitor_exporters import cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        f"    cli.main({args!r})\n"
+        "print('aiohttp' in sys.modules)"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "False"
@@ -250,8 +261,9 @@ def test_exporters_do_not_import_aiohttp_unless_they_need_it(exporter: str | Non
 
 
 def test_python_m_entrypoint() -> None:
-    res = subprocess.run([sys.executable, "-m", "llm_monitor_exporters", "--version"], capture_output=True, text=True,
-                         timeout=20)
+    res = subprocess.run(
+        [sys.executable, "-m", "llm_monitor_exporters", "--version"], capture_output=True, text=True, timeout=20
+    )
     assert res.returncode == 0
     assert "0.1.0" in res.stdout
 

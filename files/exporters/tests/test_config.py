@@ -68,8 +68,9 @@ def test_read_yaml_errors(tmp_path: Path) -> None:
 
 def test_web_config_basic_auth_and_headers(tmp_path: Path) -> None:
     wc = tmp_path / "web.yml"
-    wc.write_text(f"basic_auth_users:\n  prometheus: '{HASH}'\nhttp_server_config:\n  headers:\n"
-                  "    X-Frame-Options: deny\n")
+    wc.write_text(
+        f"basic_auth_users:\n  prometheus: '{HASH}'\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+    )
     cfg = load_web_config(wc)
     assert cfg.tls is None
     assert cfg.headers == {"X-Frame-Options": "deny"}

@@ -42,10 +42,12 @@ METRICS: dict[str, tuple[str, str, list[str]]] = {
     "container_cpu_cfs_periods": ("counter", "Number of elapsed CFS enforcement periods.", []),
     "container_cpu_cfs_throttled_periods": ("counter", "Number of throttled CFS periods.", []),
     "container_cpu_cfs_throttled_seconds": ("counter", "Total time the container was throttled.", []),
-    "container_memory_usage_bytes": ("gauge", "Current memory usage, including all memory regardless of "
-                                     "when it was accessed.", []),
-    "container_memory_working_set_bytes": ("gauge", "Current working set (usage minus inactive file "
-                                           "cache).", []),
+    "container_memory_usage_bytes": (
+        "gauge",
+        "Current memory usage, including all memory regardless of when it was accessed.",
+        [],
+    ),
+    "container_memory_working_set_bytes": ("gauge", "Current working set (usage minus inactive file cache).", []),
     "container_memory_rss": ("gauge", "Size of RSS (anonymous memory) in bytes.", []),
     "container_memory_cache": ("gauge", "Page cache memory in bytes.", []),
     "container_memory_max_usage_bytes": ("gauge", "Maximum memory usage recorded.", []),
@@ -60,33 +62,42 @@ METRICS: dict[str, tuple[str, str, list[str]]] = {
     "container_network_transmit_packets": ("counter", "Cumulative packets transmitted.", ["interface"]),
     "container_network_receive_errors": ("counter", "Cumulative receive errors.", ["interface"]),
     "container_network_transmit_errors": ("counter", "Cumulative transmit errors.", ["interface"]),
-    "container_network_receive_packets_dropped": ("counter", "Cumulative received packets dropped.",
-                                                  ["interface"]),
-    "container_network_transmit_packets_dropped": ("counter", "Cumulative transmitted packets dropped.",
-                                                   ["interface"]),
+    "container_network_receive_packets_dropped": ("counter", "Cumulative received packets dropped.", ["interface"]),
+    "container_network_transmit_packets_dropped": ("counter", "Cumulative transmitted packets dropped.", ["interface"]),
     "container_start_time_seconds": ("gauge", "Start time of the container since the unix epoch.", []),
     "container_last_seen": ("gauge", "Last time the exporter saw the container (unix seconds).", []),
     "llm_monitor_container_pids": ("gauge", "Number of tasks (processes and threads) in the container.", []),
     "llm_monitor_container_restarts": ("counter", "Restarts by Docker's restart policy (RestartCount).", []),
-    "llm_monitor_container_state": ("gauge", "Container state (1 for the current state, 0 for the others).",
-                                    ["state"]),
-    "llm_monitor_container_health_status": ("gauge", "Health check status (1 for the current one); only "
-                                            "for containers with a health check.", ["status"]),
-    "llm_monitor_container_oom_kills": ("counter", "Processes killed by the OOM killer in the container "
-                                        "(cgroup oom_kill, else Docker oom events seen).", []),
+    "llm_monitor_container_state": ("gauge", "Container state (1 for the current state, 0 for the others).", ["state"]),
+    "llm_monitor_container_health_status": (
+        "gauge",
+        "Health check status (1 for the current one); only for containers with a health check.",
+        ["status"],
+    ),
+    "llm_monitor_container_oom_kills": (
+        "counter",
+        "Processes killed by the OOM killer in the container (cgroup oom_kill, else Docker oom events seen).",
+        [],
+    ),
     "llm_monitor_container_oom_killed": ("gauge", "Whether Docker reports the container as OOM-killed.", []),
-    "llm_monitor_container_exit_code": ("gauge", "Exit code of the last run (meaningful when not running).",
-                                        []),
-    "llm_monitor_container_gpu_assigned": ("gauge", "GPU assigned to the container (DeviceRequests or "
-                                           "NVIDIA_VISIBLE_DEVICES): device index, UUID or 'all'.", ["gpu"]),
+    "llm_monitor_container_exit_code": ("gauge", "Exit code of the last run (meaningful when not running).", []),
+    "llm_monitor_container_gpu_assigned": (
+        "gauge",
+        "GPU assigned to the container (DeviceRequests or NVIDIA_VISIBLE_DEVICES): device index, UUID or 'all'.",
+        ["gpu"],
+    ),
     "llm_monitor_containers": ("gauge", "Number of containers known, by state.", ["state"]),
 }
 
 _NET = (  # (metric, index in /proc/net/dev fields)
-    ("container_network_receive_bytes", 0), ("container_network_receive_packets", 1),
-    ("container_network_receive_errors", 2), ("container_network_receive_packets_dropped", 3),
-    ("container_network_transmit_bytes", 8), ("container_network_transmit_packets", 9),
-    ("container_network_transmit_errors", 10), ("container_network_transmit_packets_dropped", 11),
+    ("container_network_receive_bytes", 0),
+    ("container_network_receive_packets", 1),
+    ("container_network_receive_errors", 2),
+    ("container_network_receive_packets_dropped", 3),
+    ("container_network_transmit_bytes", 8),
+    ("container_network_transmit_packets", 9),
+    ("container_network_transmit_errors", 10),
+    ("container_network_transmit_packets_dropped", 11),
 )
 _CGROUP = (
     ("container_cpu_usage_seconds", "cpu_usage_seconds"),
@@ -118,8 +129,12 @@ class ContainerCollector(Collector):
         self.config = config
         try:
             self.metadata: MetadataSource = metadata or DockerMetadata(
-                config.docker_url, timeout=config.docker_timeout, resync_interval=config.resync_interval,
-                max_backoff=config.reconnect_max_backoff, include_stopped=config.include_stopped)
+                config.docker_url,
+                timeout=config.docker_timeout,
+                resync_interval=config.resync_interval,
+                max_backoff=config.reconnect_max_backoff,
+                include_stopped=config.include_stopped,
+            )
         except DockerURLError as exc:  # here so that --check-config refuses it too
             raise ConfigError(f"containers.docker_url: {exc}") from exc
         self.cgroups = CgroupReader(config.cgroup_root, config.proc_root)
@@ -149,8 +164,9 @@ class ContainerCollector(Collector):
                 fams["llm_monitor_container_state"].add_metric([*lb, state], 1 if meta.state == state else 0)
             if meta.health:
                 for status in HEALTH:
-                    fams["llm_monitor_container_health_status"].add_metric([*lb, status],
-                                                                           1 if meta.health == status else 0)
+                    fams["llm_monitor_container_health_status"].add_metric(
+                        [*lb, status], 1 if meta.health == status else 0
+                    )
             fams["llm_monitor_container_restarts"].add_metric(lb, meta.restart_count)
             fams["llm_monitor_container_oom_killed"].add_metric(lb, 1 if meta.oom_killed else 0)
             fams["llm_monitor_container_exit_code"].add_metric(lb, meta.exit_code)
@@ -176,19 +192,26 @@ class ContainerCollector(Collector):
         for state, count in sorted(by_state.items()):
             fams["llm_monitor_containers"].add_metric([state], count)
         cgroup_ok = self.cgroups.available() and (running_seen == 0 or found_cgroup > 0)
-        return Snapshot(families=list(fams.values()), upstreams={"docker": docker_up, "cgroup": cgroup_ok},
-                        errors=errors)
+        return Snapshot(
+            families=list(fams.values()), upstreams={"docker": docker_up, "cgroup": cgroup_ok}, errors=errors
+        )
 
     @staticmethod
-    def _add_cgroup(fams: dict[str, GaugeMetricFamily | CounterMetricFamily], lb: list[str],
-                    stats: CgroupStats) -> None:
+    def _add_cgroup(
+        fams: dict[str, GaugeMetricFamily | CounterMetricFamily], lb: list[str], stats: CgroupStats
+    ) -> None:
         for metric, attr in _CGROUP:
             value = getattr(stats, attr)
             if value is not None:
                 fams[metric].add_metric(lb, value)
 
-    def _add_net(self, fams: dict[str, GaugeMetricFamily | CounterMetricFamily], lb: list[str],
-                 meta: ContainerMeta, errors: dict[str, int]) -> None:
+    def _add_net(
+        self,
+        fams: dict[str, GaugeMetricFamily | CounterMetricFamily],
+        lb: list[str],
+        meta: ContainerMeta,
+        errors: dict[str, int],
+    ) -> None:
         try:
             interfaces = read_net_dev(self.proc_root / str(meta.pid) / "net" / "dev")
         except (OSError, ValueError):

@@ -109,8 +109,12 @@ class SnapshotLoop:
             ok = False
         self._families = snap.families
         self.self_metrics.record_cycle(
-            duration=time.perf_counter() - t0, cpu=time.thread_time() - c0, ok=ok, finished_at=time.time(),
-            upstreams=snap.upstreams, errors=snap.errors,
+            duration=time.perf_counter() - t0,
+            cpu=time.thread_time() - c0,
+            ok=ok,
+            finished_at=time.time(),
+            upstreams=snap.upstreams,
+            errors=snap.errors,
         )
         body = generate_latest(self.registry)
         with self._lock:
@@ -151,5 +155,8 @@ class SnapshotLoop:
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                log.warning("collection thread of exporter %s did not stop within %.0fs (upstream hung?)",
-                            self.collector.name, timeout)
+                log.warning(
+                    "collection thread of exporter %s did not stop within %.0fs (upstream hung?)",
+                    self.collector.name,
+                    timeout,
+                )

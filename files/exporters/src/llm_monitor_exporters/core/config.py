@@ -74,9 +74,7 @@ def _convert(value: object, tp: Any, where: str, meta: typing.Mapping[str, Any])
             raise ConfigError(f"{where}: expected a list, got {_describe(value)}")
         return [_convert(item, item_tp, _index(where, i), {}) for i, item in enumerate(value)]
     if origin is dict:
-        if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
             raise ConfigError(f"{where}: expected a mapping of strings to strings, got {_describe(value)}")
         return dict(value)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
@@ -140,9 +138,15 @@ def build_config(cls: type[T], data: typing.Mapping[str, Any], source: str) -> T
     return _build(cls, data, source)
 
 
-def opt(default: Any = None, *, factory: typing.Callable[[], Any] | None = None,
-        choices: tuple[Any, ...] | None = None, minimum: float | None = None,
-        help: str = "", allow_empty: bool = False) -> Any:
+def opt(
+    default: Any = None,
+    *,
+    factory: typing.Callable[[], Any] | None = None,
+    choices: tuple[Any, ...] | None = None,
+    minimum: float | None = None,
+    help: str = "",
+    allow_empty: bool = False,
+) -> Any:
     """A dataclass field with validation metadata (choices, minimum) and a help text for docs."""
     meta = {"choices": choices, "minimum": minimum, "help": help, "allow_empty": allow_empty}
     if factory is not None:

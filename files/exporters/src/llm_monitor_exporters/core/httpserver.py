@@ -64,8 +64,9 @@ class MetricsServer(ThreadingHTTPServer):
             super().__init__((host, port), _Handler)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise ListenError(f"cannot listen on {address}: address already in use "
-                                  "(another exporter running?)") from exc
+                raise ListenError(
+                    f"cannot listen on {address}: address already in use (another exporter running?)"
+                ) from exc
             raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
 
     def server_bind(self) -> None:
@@ -95,8 +96,9 @@ class MetricsServer(ThreadingHTTPServer):
         log.debug("error while handling request from %s", client_address, exc_info=True)
 
     def serve_in_thread(self) -> threading.Thread:
-        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
-                                  name="http-server", daemon=True)
+        thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.2}, name="http-server", daemon=True
+        )
         thread.start()
         return thread
 
@@ -116,8 +118,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s - %s", self.address_string(), format % args)
 
-    def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8",
-              extra: dict[str, str] | None = None, head: bool = False) -> None:
+    def _send(
+        self,
+        code: int,
+        body: bytes,
+        content_type: str = "text/plain; charset=utf-8",
+        extra: dict[str, str] | None = None,
+        head: bool = False,
+    ) -> None:
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -130,8 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, head: bool) -> None:
         auth = self.server.authenticator
         if auth is not None and not auth.check_header(self.headers.get("Authorization")):
-            self._send(401, b"Unauthorized\n", extra={"WWW-Authenticate": 'Basic realm="llm_monitor"'},
-                       head=head)
+            self._send(401, b"Unauthorized\n", extra={"WWW-Authenticate": 'Basic realm="llm_monitor"'}, head=head)
             return
         path = self.path.split("?", 1)[0]
         if path == self.server.metrics_path:
@@ -143,8 +150,9 @@ class _Handler(BaseHTTPRequestHandler):
             code, content_type, body = self.server.routes[path]()
             self._send(code, body, content_type, head=head)
         elif path == "/":
-            page = _LANDING.format(name=self.server.loop.collector.name, version=__version__,
-                                   path=self.server.metrics_path)
+            page = _LANDING.format(
+                name=self.server.loop.collector.name, version=__version__, path=self.server.metrics_path
+            )
             self._send(200, page.encode(), "text/html; charset=utf-8", head=head)
         else:
             self._send(404, b"Not Found\n", head=head)

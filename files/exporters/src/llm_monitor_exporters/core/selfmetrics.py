@@ -42,8 +42,16 @@ class SelfMetrics:
         for kind in kinds:
             self.errors.setdefault(kind, 0)
 
-    def record_cycle(self, *, duration: float, cpu: float, ok: bool, finished_at: float,
-                     upstreams: Mapping[str, bool], errors: Mapping[str, int]) -> None:
+    def record_cycle(
+        self,
+        *,
+        duration: float,
+        cpu: float,
+        ok: bool,
+        finished_at: float,
+        upstreams: Mapping[str, bool],
+        errors: Mapping[str, int],
+    ) -> None:
         self.collections += 1
         self.duration = duration
         self.cpu = cpu
@@ -55,28 +63,41 @@ class SelfMetrics:
 
     def families(self) -> list[Metric]:
         ex = [self.exporter]
-        build = GaugeMetricFamily(PREFIX + "build_info", "Build information of the exporter (always 1).",
-                                  labels=["exporter", "version"])
+        build = GaugeMetricFamily(
+            PREFIX + "build_info", "Build information of the exporter (always 1).", labels=["exporter", "version"]
+        )
         build.add_metric([self.exporter, __version__], 1)
-        up = GaugeMetricFamily(PREFIX + "up", "Whether the upstream answered in the last collection (1) or "
-                               "not (0).", labels=["exporter", "upstream"])
+        up = GaugeMetricFamily(
+            PREFIX + "up",
+            "Whether the upstream answered in the last collection (1) or not (0).",
+            labels=["exporter", "upstream"],
+        )
         for upstream, ok in sorted(self.upstreams.items()):
             up.add_metric([self.exporter, upstream], 1 if ok else 0)
         total = CounterMetricFamily(PREFIX + "collections", "Completed collection cycles.", labels=["exporter"])
         total.add_metric(ex, self.collections)
-        errors = CounterMetricFamily(PREFIX + "collection_errors", "Collection errors by kind.",
-                                     labels=["exporter", "kind"])
+        errors = CounterMetricFamily(
+            PREFIX + "collection_errors", "Collection errors by kind.", labels=["exporter", "kind"]
+        )
         for kind, count in sorted(self.errors.items()):
             errors.add_metric([self.exporter, kind], count)
-        duration = GaugeMetricFamily(PREFIX + "collection_duration_seconds",
-                                     "Wall-clock duration of the last collection cycle.", labels=["exporter"])
+        duration = GaugeMetricFamily(
+            PREFIX + "collection_duration_seconds",
+            "Wall-clock duration of the last collection cycle.",
+            labels=["exporter"],
+        )
         duration.add_metric(ex, self.duration)
-        cpu = GaugeMetricFamily(PREFIX + "collection_cpu_seconds",
-                                "CPU time used by the collection thread in the last cycle.", labels=["exporter"])
+        cpu = GaugeMetricFamily(
+            PREFIX + "collection_cpu_seconds",
+            "CPU time used by the collection thread in the last cycle.",
+            labels=["exporter"],
+        )
         cpu.add_metric(ex, self.cpu)
-        last = GaugeMetricFamily(PREFIX + "last_success_timestamp_seconds",
-                                 "Unix time of the end of the last successful collection cycle (0: none yet).",
-                                 labels=["exporter"])
+        last = GaugeMetricFamily(
+            PREFIX + "last_success_timestamp_seconds",
+            "Unix time of the end of the last successful collection cycle (0: none yet).",
+            labels=["exporter"],
+        )
         last.add_metric(ex, self.last_success)
         return [build, up, total, errors, duration, cpu, last]
 

@@ -49,14 +49,28 @@ TLS_VERSIONS = {
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
 _TLS_KEYS = {
-    "cert_file", "key_file", "cert", "key", "client_auth_type", "client_ca_file", "client_allowed_sans",
-    "min_version", "max_version", "cipher_suites", "curve_preferences", "prefer_server_cipher_suites",
+    "cert_file",
+    "key_file",
+    "cert",
+    "key",
+    "client_auth_type",
+    "client_ca_file",
+    "client_allowed_sans",
+    "min_version",
+    "max_version",
+    "cipher_suites",
+    "curve_preferences",
+    "prefer_server_cipher_suites",
 }
 _TLS_IGNORED = {"cipher_suites", "curve_preferences", "prefer_server_cipher_suites", "client_allowed_sans"}
 _HTTP_KEYS = {"http2", "headers"}
 _ALLOWED_HEADERS = {
-    "Cache-Control", "Content-Security-Policy", "Strict-Transport-Security", "X-Content-Type-Options",
-    "X-Frame-Options", "X-XSS-Protection",
+    "Cache-Control",
+    "Content-Security-Policy",
+    "Strict-Transport-Security",
+    "X-Content-Type-Options",
+    "X-Frame-Options",
+    "X-XSS-Protection",
 }
 _BCRYPT_RE = re.compile(r"^\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}$")
 
@@ -98,8 +112,7 @@ class WebConfig:
                 ctx.load_verify_locations(cafile=str(tls.client_ca_file))
             except (OSError, ssl.SSLError) as exc:
                 raise ConfigError(
-                    f"{self.source}: key 'tls_server_config.client_ca_file': cannot load "
-                    f"{tls.client_ca_file}: {exc}"
+                    f"{self.source}: key 'tls_server_config.client_ca_file': cannot load {tls.client_ca_file}: {exc}"
                 ) from exc
         if tls.client_auth_type in ("RequireAnyClientCert", "RequireAndVerifyClientCert"):
             ctx.verify_mode = ssl.CERT_REQUIRED
@@ -135,8 +148,7 @@ def load_web_config(path: str | Path | None) -> WebConfig:
     base = p.parent
     for key in data:
         if key not in ("tls_server_config", "http_server_config", "basic_auth_users"):
-            raise _err(source, key, "unknown key (expected tls_server_config, http_server_config, "
-                                    "basic_auth_users)")
+            raise _err(source, key, "unknown key (expected tls_server_config, http_server_config, basic_auth_users)")
     cfg = WebConfig(source=source)
 
     tls_data = _mapping(source, "tls_server_config", data.get("tls_server_config"))
@@ -155,8 +167,11 @@ def load_web_config(path: str | Path | None) -> WebConfig:
     headers = _mapping(source, "http_server_config.headers", http.get("headers"))
     for name, value in headers.items():
         if name not in _ALLOWED_HEADERS:
-            raise _err(source, f"http_server_config.headers.{name}",
-                       f"header not allowed (allowed: {', '.join(sorted(_ALLOWED_HEADERS))})")
+            raise _err(
+                source,
+                f"http_server_config.headers.{name}",
+                f"header not allowed (allowed: {', '.join(sorted(_ALLOWED_HEADERS))})",
+            )
         if not isinstance(value, str):
             raise _err(source, f"http_server_config.headers.{name}", "expected a string")
         cfg.headers[name] = value
@@ -167,8 +182,9 @@ def load_web_config(path: str | Path | None) -> WebConfig:
         if not isinstance(user, str) or not user:
             raise _err(source, key, "user names must be non-empty strings")
         if not isinstance(hashed, str) or not _BCRYPT_RE.match(hashed):
-            raise _err(source, key, "invalid bcrypt hash (expected $2a$/$2b$/$2y$ hash, e.g. from "
-                                    "`htpasswd -nBC 10 user`)")
+            raise _err(
+                source, key, "invalid bcrypt hash (expected $2a$/$2b$/$2y$ hash, e.g. from `htpasswd -nBC 10 user`)"
+            )
         cost = int(_BCRYPT_RE.match(hashed).group(1))  # type: ignore[union-attr]
         if not 4 <= cost <= 31:
             raise _err(source, key, f"invalid bcrypt hash: cost {cost} out of range 4..31")
@@ -218,8 +234,11 @@ def _parse_tls(source: str, base: Path, tls: dict[str, Any]) -> TLSConfig:
         raise _err(source, "tls_server_config.key_file", "required when tls_server_config is set")
     auth_type = tls.get("client_auth_type") or "NoClientCert"
     if auth_type not in CLIENT_AUTH_TYPES:
-        raise _err(source, "tls_server_config.client_auth_type",
-                   f"expected one of {', '.join(CLIENT_AUTH_TYPES)}, got {auth_type!r}")
+        raise _err(
+            source,
+            "tls_server_config.client_auth_type",
+            f"expected one of {', '.join(CLIENT_AUTH_TYPES)}, got {auth_type!r}",
+        )
     ca = path_of("client_ca_file")
     if auth_type in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert") and ca is None:
         raise _err(source, "tls_server_config.client_ca_file", f"required with client_auth_type {auth_type}")
@@ -227,11 +246,16 @@ def _parse_tls(source: str, base: Path, tls: dict[str, Any]) -> TLSConfig:
     for vkey, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
         value = tls.get(vkey) or default
         if value not in TLS_VERSIONS:
-            raise _err(source, f"tls_server_config.{vkey}",
-                       f"expected one of {', '.join(TLS_VERSIONS)}, got {value!r}")
+            raise _err(source, f"tls_server_config.{vkey}", f"expected one of {', '.join(TLS_VERSIONS)}, got {value!r}")
         versions[vkey] = value
-    return TLSConfig(cert_file=cert, key_file=key, client_auth_type=auth_type, client_ca_file=ca,
-                     min_version=versions["min_version"], max_version=versions["max_version"])
+    return TLSConfig(
+        cert_file=cert,
+        key_file=key,
+        client_auth_type=auth_type,
+        client_ca_file=ca,
+        min_version=versions["min_version"],
+        max_version=versions["max_version"],
+    )
 
 
 class BasicAuthenticator:
@@ -269,9 +293,7 @@ class BasicAuthenticator:
         import bcrypt  # noqa: PLC0415
 
         hashed = self._users.get(user)
-        key = hashlib.sha256(
-            user.encode() + b"\0" + password.encode() + b"\0" + (hashed or b"")
-        ).digest()
+        key = hashlib.sha256(user.encode() + b"\0" + password.encode() + b"\0" + (hashed or b"")).digest()
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)

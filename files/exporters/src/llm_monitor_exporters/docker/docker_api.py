@@ -75,8 +75,10 @@ def parse_docker_url(url: str) -> Endpoint:
             raise DockerURLError(f"a path, query or fragment is not supported, got {url!r}: {usage}")
         return Endpoint(host=parts.hostname, port=port or DEFAULT_TCP_PORT)
     if scheme == "https":
-        raise DockerURLError(f"TLS is not supported by the exporters' Docker client, got {url!r}: {usage} "
-                             "(for a remote daemon, a local socket proxy is the way)")
+        raise DockerURLError(
+            f"TLS is not supported by the exporters' Docker client, got {url!r}: {usage} "
+            "(for a remote daemon, a local socket proxy is the way)"
+        )
     raise DockerURLError(f"unsupported scheme {scheme!r} in {url!r}: {usage}")
 
 
@@ -277,8 +279,12 @@ class DockerClient:
             raise DockerAPIError(200, "expected a JSON object", "/containers/{id}/json")
         return data
 
-    def events(self, since: float | None = None, until: float | None = None,
-               filters: Mapping[str, str | Sequence[str]] | None = None) -> EventStream:
+    def events(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+    ) -> EventStream:
         """Stream of events (GET /events); with ``until`` the daemon ends it then.
 
         No read timeout while the stream may legitimately be idle: until ``until`` plus ``timeout``, or
@@ -356,8 +362,9 @@ class DockerClient:
             self._prefix = f"/v{version}" if isinstance(version, str) and _API_VERSION.match(version) else ""
         return self._prefix
 
-    def _get_json(self, path: str, query: Mapping[str, str] | None = None, versioned: bool = True,
-                  expect_json: bool = True) -> Any:
+    def _get_json(
+        self, path: str, query: Mapping[str, str] | None = None, versioned: bool = True, expect_json: bool = True
+    ) -> Any:
         target = self._path(path, query, versioned)
         status, body = self._get(target)
         if not 200 <= status < 300:

@@ -120,8 +120,15 @@ def meta_from_inspect(data: dict[str, Any]) -> ContainerMeta:
 class DockerMetadata:
     """Keeps container metadata current from Docker events plus periodic full resyncs."""
 
-    def __init__(self, url: str, timeout: float = 10.0, resync_interval: float = 60.0,
-                 max_backoff: float = 30.0, include_stopped: bool = True, keep_inspect: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        timeout: float = 10.0,
+        resync_interval: float = 60.0,
+        max_backoff: float = 30.0,
+        include_stopped: bool = True,
+        keep_inspect: bool = False,
+    ) -> None:
         parse_docker_url(url)  # a URL the client cannot use fails here (DockerURLError), not in the thread
         self.url = url
         self.timeout = timeout
@@ -190,8 +197,11 @@ class DockerMetadata:
                 with self._lock:
                     self._up = False
                 if not down_logged:
-                    log.warning("Docker at %s unreachable (%s); reporting up=0 and reconnecting",
-                                self.url, exc.__class__.__name__ + ": " + str(exc)[:200])
+                    log.warning(
+                        "Docker at %s unreachable (%s); reporting up=0 and reconnecting",
+                        self.url,
+                        exc.__class__.__name__ + ": " + str(exc)[:200],
+                    )
                     down_logged = True
                 else:
                     log.debug("Docker still unreachable: %s", exc)

@@ -122,16 +122,19 @@ class GpuCollector(Collector):
         except NvmlLibraryNotFound as exc:
             errors["nvml_init"] = 1
             level = logging.DEBUG if self._init_logged else logging.ERROR
-            log.log(level, "NVML library not found (%s): no NVIDIA driver on this host? Serving "
-                    "llm_monitor_exporter_up{upstream=\"nvml\"} 0; retrying every %.0fs",
-                    exc, self.config.nvml_retry_interval)
+            log.log(
+                level,
+                "NVML library not found (%s): no NVIDIA driver on this host? Serving "
+                'llm_monitor_exporter_up{upstream="nvml"} 0; retrying every %.0fs',
+                exc,
+                self.config.nvml_retry_interval,
+            )
             self._init_logged = True
             return False
         except (NvmlError, ImportError) as exc:
             errors["nvml_init"] = 1
             level = logging.DEBUG if self._init_logged else logging.ERROR
-            log.log(level, "NVML initialisation failed: %s; retrying every %.0fs", exc,
-                    self.config.nvml_retry_interval)
+            log.log(level, "NVML initialisation failed: %s; retrying every %.0fs", exc, self.config.nvml_retry_interval)
             self._init_logged = True
             return False
         self._gpus = []
@@ -287,8 +290,11 @@ class GpuCollector(Collector):
         with self._lock:
             pcie = dict(self._pcie)
             xids = dict(self._xids)
-        tx = f.gauge("pcie_transmit_bytes_per_second", "PCIe transmit throughput (sampled in the "
-                     "background every pcie_interval).", [])
+        tx = f.gauge(
+            "pcie_transmit_bytes_per_second",
+            "PCIe transmit throughput (sampled in the background every pcie_interval).",
+            [],
+        )
         rx = f.gauge("pcie_receive_bytes_per_second", "PCIe receive throughput (sampled in the background).", [])
         for gpu in self._gpus:
             if gpu.index in pcie and gpu.index not in self._lost:
@@ -299,11 +305,11 @@ class GpuCollector(Collector):
             if index < len(self._gpus):
                 xid.add_metric([*self._gpus[index].labels, str(code)], count)
         f.gauge("xid_events_watched", "Whether XID events are being watched (1) or not (0).", []).add_metric(
-            [], 1 if self._xid_state == "on" else 0)
+            [], 1 if self._xid_state == "on" else 0
+        )
         return f.all()
 
-    def _collect_gpu(self, b: NvmlBackend, gpu: _Gpu, f: _Families,
-                     get: Callable[[Callable[[], Any]], Any]) -> None:
+    def _collect_gpu(self, b: NvmlBackend, gpu: _Gpu, f: _Families, get: Callable[[Callable[[], Any]], Any]) -> None:
         h, lb = gpu.handle, gpu.labels
         util = get(lambda: b.utilization(h))
         if util is not None:
@@ -316,8 +322,10 @@ class GpuCollector(Collector):
             f.add("memory_free_bytes", lb, mem.free)
             if mem.reserved is not None:
                 f.add("memory_reserved_bytes", lb, mem.reserved)
-        for metric, fn in (("temperature_celsius", b.temperature),
-                           ("memory_temperature_celsius", b.memory_temperature)):
+        for metric, fn in (
+            ("temperature_celsius", b.temperature),
+            ("memory_temperature_celsius", b.memory_temperature),
+        ):
             value = get(partial(fn, h))
             if value is not None:
                 f.add(metric, lb, value)
@@ -368,9 +376,17 @@ class GpuCollector(Collector):
             for proc in procs or []:
                 if proc.used_memory is None:
                     continue
-                f.add("process_memory_used_bytes",
-                      [lb[0], lb[1], str(proc.pid), process_name(self._proc_root, proc.pid),
-                       process_container_id(self._proc_root, proc.pid)], proc.used_memory)
+                f.add(
+                    "process_memory_used_bytes",
+                    [
+                        lb[0],
+                        lb[1],
+                        str(proc.pid),
+                        process_name(self._proc_root, proc.pid),
+                        process_container_id(self._proc_root, proc.pid),
+                    ],
+                    proc.used_memory,
+                )
         if self.config.mig:
             mode = get(lambda: b.mig_mode(h))
             if mode is not None:
@@ -401,21 +417,25 @@ METRICS: dict[str, tuple[str, str, list[str]]] = {
     "energy_joules": ("counter", "Energy consumed since the driver was loaded.", []),
     "clock_hertz": ("gauge", "Current clock frequency by clock (sm, memory).", ["clock"]),
     "clock_max_hertz": ("gauge", "Maximum clock frequency by clock (sm, memory).", ["clock"]),
-    "clock_event_active": ("gauge", "Whether a clock event (throttle) reason is active (1) or not (0).",
-                           ["reason"]),
+    "clock_event_active": ("gauge", "Whether a clock event (throttle) reason is active (1) or not (0).", ["reason"]),
     "fan_speed_ratio": ("gauge", "Fan speed as a fraction of the maximum (boards with fans only).", []),
     "performance_state": ("gauge", "Performance state (0 = P0, maximum performance .. 15).", []),
-    "ecc_errors": ("counter", "ECC errors since the last reset (aggregate), by type (corrected, uncorrected).",
-                   ["type"]),
-    "remapped_rows": ("gauge", "Rows remapped by the row remapper, by type (correctable, uncorrectable).",
-                      ["type"]),
+    "ecc_errors": (
+        "counter",
+        "ECC errors since the last reset (aggregate), by type (corrected, uncorrected).",
+        ["type"],
+    ),
+    "remapped_rows": ("gauge", "Rows remapped by the row remapper, by type (correctable, uncorrectable).", ["type"]),
     "remapped_rows_pending": ("gauge", "Whether a row remapping is pending (needs a GPU reset).", []),
     "remapped_rows_failure": ("gauge", "Whether a row remapping failed.", []),
     "nvlink_links": ("gauge", "Number of NVLink links.", []),
     "nvlink_transmit_bytes": ("counter", "NVLink data transmitted, all links.", []),
     "nvlink_receive_bytes": ("counter", "NVLink data received, all links.", []),
-    "nvlink_errors": ("counter", "NVLink errors summed over links, by type (crc_flit, crc_data, replay, "
-                      "recovery).", ["type"]),
+    "nvlink_errors": (
+        "counter",
+        "NVLink errors summed over links, by type (crc_flit, crc_data, replay, recovery).",
+        ["type"],
+    ),
     "process_memory_used_bytes": ("gauge", "GPU memory used by a process.", _PROC_LABELS),
     "mig_mode": ("gauge", "Current MIG mode (1 enabled, 0 disabled).", []),
     "mig_mode_pending": ("gauge", "Pending MIG mode (applies after a GPU reset).", []),
@@ -434,8 +454,11 @@ class _Families:
         return extra if extra and extra[0] == "gpu" else [*LABELS, *extra]
 
     def gauge(self, name: str, doc: str, extra: list[str]) -> GaugeMetricFamily:
-        fam = GaugeMetricFamily(P + name, doc, labels=self._labels(extra) if name not in ("info", "devices",
-                                "xid_events_watched") else extra)
+        fam = GaugeMetricFamily(
+            P + name,
+            doc,
+            labels=self._labels(extra) if name not in ("info", "devices", "xid_events_watched") else extra,
+        )
         self._families[name] = fam
         return fam
 

@@ -124,8 +124,12 @@ def _translate(exc: Exception) -> NvmlError:
 
     value = getattr(exc, "value", None)
     msg = str(exc)
-    if value in (pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
-                 pynvml.NVML_ERROR_NO_PERMISSION, pynvml.NVML_ERROR_NO_DATA):
+    if value in (
+        pynvml.NVML_ERROR_NOT_SUPPORTED,
+        pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
+        pynvml.NVML_ERROR_NO_PERMISSION,
+        pynvml.NVML_ERROR_NO_DATA,
+    ):
         return NvmlNotSupported(msg)
     if value == pynvml.NVML_ERROR_GPU_IS_LOST:
         return NvmlGpuLost(msg)
@@ -323,12 +327,15 @@ class PynvmlBackend:
             except (NvmlNotSupported, NvmlError):
                 continue  # NVML_ERROR_NOT_FOUND for empty slots
             m = self._call("nvmlDeviceGetMemoryInfo", mh)
-            out.append(MigDeviceInfo(
-                index=i, uuid=_text(self._call("nvmlDeviceGetUUID", mh)),
-                gpu_instance_id=int(self._call("nvmlDeviceGetGpuInstanceId", mh)),
-                compute_instance_id=int(self._call("nvmlDeviceGetComputeInstanceId", mh)),
-                memory=MemoryInfo(int(m.total), int(m.free), int(m.used)),
-            ))
+            out.append(
+                MigDeviceInfo(
+                    index=i,
+                    uuid=_text(self._call("nvmlDeviceGetUUID", mh)),
+                    gpu_instance_id=int(self._call("nvmlDeviceGetGpuInstanceId", mh)),
+                    compute_instance_id=int(self._call("nvmlDeviceGetComputeInstanceId", mh)),
+                    memory=MemoryInfo(int(m.total), int(m.free), int(m.used)),
+                )
+            )
         return out
 
     def xid_event_set(self, handles: list[Any]) -> Any:

@@ -55,14 +55,17 @@ class GpuModel:
 
 
 MODELS: dict[str, GpuModel] = {
-    "NVIDIA H100 80GB HBM3": GpuModel("NVIDIA H100 80GB HBM3", 81559, 553, 700, 72, 1980, 345, 2619, 18, 25,
-                                      True, False, 64),
+    "NVIDIA H100 80GB HBM3": GpuModel(
+        "NVIDIA H100 80GB HBM3", 81559, 553, 700, 72, 1980, 345, 2619, 18, 25, True, False, 64
+    ),
     "NVIDIA H200": GpuModel("NVIDIA H200", 143771, 569, 700, 76, 1980, 345, 3201, 18, 25, True, False, 64),
-    "NVIDIA A100-SXM4-80GB": GpuModel("NVIDIA A100-SXM4-80GB", 81920, 491, 400, 56, 1410, 210, 1593, 12, 25,
-                                      True, False, 32),
+    "NVIDIA A100-SXM4-80GB": GpuModel(
+        "NVIDIA A100-SXM4-80GB", 81920, 491, 400, 56, 1410, 210, 1593, 12, 25, True, False, 32
+    ),
     "NVIDIA L40S": GpuModel("NVIDIA L40S", 46068, 491, 350, 36, 2520, 210, 9001, 0, 0, False, False, 32),
-    "NVIDIA RTX 6000 Ada Generation": GpuModel("NVIDIA RTX 6000 Ada Generation", 49140, 491, 300, 20, 2505,
-                                               210, 10001, 0, 0, False, True, 32),
+    "NVIDIA RTX 6000 Ada Generation": GpuModel(
+        "NVIDIA RTX 6000 Ada Generation", 49140, 491, 300, 20, 2505, 210, 10001, 0, 0, False, True, 32
+    ),
 }
 
 
@@ -84,9 +87,17 @@ class _Handle:
 class SimulatedNvml:
     """Facade implementation with deterministic, time-evolving values."""
 
-    def __init__(self, gpus: int = 8, model: str = "NVIDIA H100 80GB HBM3", scenario: str = "busy",
-                 mig_devices: int = 0, pcie_latency: float = 0.04, driver: str = "570.124.06",
-                 cuda: int = 12080, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        gpus: int = 8,
+        model: str = "NVIDIA H100 80GB HBM3",
+        scenario: str = "busy",
+        mig_devices: int = 0,
+        pcie_latency: float = 0.04,
+        driver: str = "570.124.06",
+        cuda: int = 12080,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown simulation scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
         self.model = resolve_model(model)
@@ -306,8 +317,12 @@ class SimulatedNvml:
         share = 0.0005 if self.scenario == "idle" else 0.35
         rate = m.nvlink_links * m.nvlink_gbps_per_link * 1e9 * share
         base = 10**12 * (idx + 1)
-        return NvlinkCounters(links=m.nvlink_links, tx_bytes=int(base + rate * t), rx_bytes=int(base + 1.02 * rate * t),
-                              errors={"crc_flit": 0, "crc_data": 0, "replay": int(t / 300), "recovery": 0})
+        return NvlinkCounters(
+            links=m.nvlink_links,
+            tx_bytes=int(base + rate * t),
+            rx_bytes=int(base + 1.02 * rate * t),
+            errors={"crc_flit": 0, "crc_data": 0, "replay": int(t / 300), "recovery": 0},
+        )
 
     def processes(self, h: Any) -> list[ProcessInfo]:
         idx = self._dev(h)
@@ -330,9 +345,13 @@ class SimulatedNvml:
             return []
         per = (self.model.memory_mib // 8) * MIB
         return [
-            MigDeviceInfo(index=i, uuid=f"MIG-0b7c{idx:04x}-0000-4000-8000-{i:012x}", gpu_instance_id=7 + i,
-                          compute_instance_id=0,
-                          memory=MemoryInfo(total=per, free=per // 3, used=per - per // 3))
+            MigDeviceInfo(
+                index=i,
+                uuid=f"MIG-0b7c{idx:04x}-0000-4000-8000-{i:012x}",
+                gpu_instance_id=7 + i,
+                compute_instance_id=0,
+                memory=MemoryInfo(total=per, free=per // 3, used=per - per // 3),
+            )
             for i in range(self.mig_count)
         ]
 
