@@ -74,10 +74,19 @@ def test_missing_stream_means_streaming() -> None:
 
 def test_model_label_cap() -> None:
     labels = ModelLabels(limit=3)
-    assert [labels.label(m) for m in ("a", "b", "a", "c", "d", "e", "b")] == ["a", "b", "a", "c", "other", "other", "b"]
-    assert labels.label(None) == "unknown"
-    assert labels.label(42) == "unknown"
-    assert ModelLabels(5).label("x" * 500) == "other"
+    assert [labels.admit(m) for m in ("a", "b", "a", "c", "d", "e", "b")] == ["a", "b", "a", "c", "other", "other", "b"]
+    assert labels.admit(None) == "unknown"
+    assert labels.admit(42) == "unknown"
+    assert ModelLabels(5).admit("x" * 500) == "other"
+    # a name Ollama has not confirmed keeps no label of its own and takes no room
+    labels = ModelLabels(limit=2)
+    assert [labels.lookup(m) for m in ("a", "b", "c")] == ["other", "other", "other"]
+    assert labels.lookup(None) == "unknown"
+    labels.listed(["llama3.2:latest"])
+    assert labels.lookup("llama3.2") == "llama3.2"  # Ollama's alias of a listed model
+    assert labels.lookup("llama3.2:latest") == "llama3.2:latest"
+    assert labels.admitted == 2
+    assert labels.admit("gemma2:2b") == "other"  # the budget is full
 
 
 def test_histogram_buckets() -> None:
@@ -241,17 +250,87 @@ def test_upstream_connections_are_reused() -> None:
 
 def test_model_cardinality_cap_end_to_end() -> None:
     async def body() -> None:
-        async with stack(max_models=3) as st:
-            for name in ("llama3.2", "gemma2:2b", "m1", "m2", "m3", "m4", "llama3.2"):
+        # the simulated Ollama lists 6 models (5 installed, mistral:latest loaded): the first poll admits them all;
+        # llama3.2 (answered 200) takes the 7th and last label; llama3 answers 200 too but finds the budget full;
+        # m1..m3 do not exist (404) and never get a label of their own
+        async with stack(max_models=7) as st:
+            for name in ("llama3.2", "gemma2:2b", "m1", "m2", "m3", "llama3", "llama3.2"):
                 async with st.session.post(st.url + "/api/chat", json={"model": name, "messages": []}) as r:
                     await r.read()
             s = await st.samples()
             models = {lbl["model"] for lbl, _v in s["llm_monitor_ollama_requests_total"]}
-            assert models == {"llama3.2", "gemma2:2b", "m1", "other"}
+            assert models == {"llama3.2", "gemma2:2b", "other"}
             assert value(s, "llm_monitor_ollama_requests_total", model="other", endpoint="chat", status="404") == 3
+            assert value(s, "llm_monitor_ollama_requests_total", model="other", endpoint="chat", status="200") == 1
             assert value(s, "llm_monitor_ollama_requests_total", model="llama3.2", endpoint="chat", status="200") == 2
+            assert value(s, "llm_monitor_ollama_requests_total", model="gemma2:2b", endpoint="chat", status="200") == 1
             paths = {lbl["endpoint"] for lbl, _v in s["llm_monitor_ollama_requests_total"]}
             assert paths == {"chat"}
+
+    arun(body)
+
+
+def test_unknown_models_do_not_use_up_the_label_budget() -> None:
+    """60 requests for models that do not exist (404, as Ollama answers) leave room for the real ones."""
+
+    async def body() -> None:
+        async with stack() as st:  # max_models 50
+            for i in range(60):
+                async with st.session.post(st.url + "/api/generate", json={"model": f"nope-{i}", "prompt": "x"}) as r:
+                    assert r.status == 404
+                    assert await r.json() == {"error": f"model 'nope-{i}' not found"}
+            # a model pulled since the last poll (Ollama answers for it, its listing does not show it yet) and one
+            # the poll listed
+            st.sim.installed.add("phi3:mini")
+            async with st.session.post(st.url + "/api/generate", json={"model": "phi3:mini", "prompt": "x"}) as r:
+                assert r.status == 200
+                await r.read()
+            async with st.session.post(st.url + "/api/generate", json={"model": "gemma2:2b", "prompt": "x"}) as r:
+                await r.read()
+            s = await st.samples()
+            assert value(s, "llm_monitor_ollama_requests_total", model="other", endpoint="generate", status="404") == 60
+            assert {lbl["model"] for lbl, _v in s["llm_monitor_ollama_requests_total"]} == {
+                "other",
+                "phi3:mini",
+                "gemma2:2b",
+            }
+            assert value(s, GEN, model="phi3:mini", endpoint="generate") == 8
+            assert value(s, GEN, model="gemma2:2b", endpoint="generate") == 8
+            assert (
+                value(s, "llm_monitor_ollama_time_to_first_token_seconds_count", model="phi3:mini", endpoint="generate")
+                == 1
+            )
+            assert all(not lbl["model"].startswith("nope-") for fam in s.values() for lbl, _v in fam if "model" in lbl)
+
+    arun(body)
+
+
+def test_listed_model_keeps_its_label_for_errors() -> None:
+    """A model Ollama listed (or answered for) is labelled by name in its 5xx and 502s too, not only in its 200s."""
+
+    async def body() -> None:
+        async with stack("error_burst") as st:  # 500 for every generation; the poll still lists the models
+            async with st.session.post(st.url + "/api/generate", json={"model": "gemma2:2b", "prompt": "x"}) as r:
+                assert r.status == 500
+            s = await st.samples()
+            assert (
+                value(s, "llm_monitor_ollama_requests_total", model="gemma2:2b", endpoint="generate", status="500") == 1
+            )
+        async with stack() as st:
+            st.sim.installed.add("phi3:mini")  # pulled since the poll: only the 200 below says it exists
+            async with st.session.post(st.url + "/api/generate", json={"model": "phi3:mini"}) as r:
+                assert r.status == 200
+                await r.read()
+            await st.sim.close()  # Ollama goes away
+            async with st.session.post(st.url + "/api/generate", json={"model": "phi3:mini"}) as r:
+                assert r.status == 502
+            async with st.session.post(st.url + "/api/generate", json={"model": "phi4"}) as r:
+                assert r.status == 502  # never confirmed
+            s = await st.samples()
+            assert (
+                value(s, "llm_monitor_ollama_requests_total", model="phi3:mini", endpoint="generate", status="502") == 1
+            )
+            assert value(s, "llm_monitor_ollama_requests_total", model="other", endpoint="generate", status="502") == 1
 
     arun(body)
 
@@ -269,9 +348,9 @@ def test_upstream_down_502_then_still_serving() -> None:
             assert await st.error_count("upstream_connect") == 2
             s = await st.samples()
             assert value(s, "llm_monitor_ollama_up") == 0
-            assert (
-                value(s, "llm_monitor_ollama_requests_total", model="llama3.2", endpoint="generate", status="502") == 2
-            )
+            # Ollama never answered, so nothing confirmed that llama3.2 exists: "other" (a model it listed or
+            # answered for keeps its label: test_listed_model_keeps_its_label_for_errors)
+            assert value(s, "llm_monitor_ollama_requests_total", model="other", endpoint="generate", status="502") == 2
         async with stack("upstream_down") as st:  # accepts, then closes without answering
             async with st.session.post(st.url + "/api/chat", json={"model": "llama3.2"}) as r:
                 assert r.status == 502
@@ -535,5 +614,90 @@ def test_metrics_tls_from_web_config_file(tmp_path: Path) -> None:
                 assert r.status == 401
             with pytest.raises(aiohttp.ClientError):
                 await st.session.get(st.metrics_url)  # plain HTTP on the TLS port
+
+    arun(body)
+
+
+# --- request duration by status, upstream connections, final-line detection ---------------------------------------
+def test_request_duration_is_split_by_status() -> None:
+    """Fast 404s/502s and 499 disconnects do not land in the latency histogram of the answers."""
+
+    async def body() -> None:
+        async with stack(sim_kwargs={"tokens": 8, "token_interval": 0.02}) as st:
+            for _ in range(3):
+                async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                    assert r.status == 200
+                    await r.read()
+            async with st.session.post(st.url + "/api/generate", json={"model": "nope"}) as r:
+                assert r.status == 404
+            async with (
+                aiohttp.ClientSession() as own,
+                own.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r,
+            ):
+                await r.content.readline()
+                r.close()  # the client goes away mid-answer: 499
+            for _ in range(100):
+                if st.sim.stats.streams_cancelled:
+                    break
+                await asyncio.sleep(0.02)
+            await st.sim.close()
+            async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                assert r.status == 502
+            s = await st.samples()
+
+        dur = "llm_monitor_ollama_request_duration_seconds"
+        lbl = {"model": "llama3.2", "endpoint": "generate"}
+        assert value(s, dur + "_count", **lbl, status="200") == 3
+        assert value(s, dur + "_count", **lbl, status="499") == 1
+        assert value(s, dur + "_count", **lbl, status="502") == 1
+        assert value(s, dur + "_count", model="other", endpoint="generate", status="404") == 1
+        # the answers' series holds only answers: 8 tokens 20 ms apart take at least 0.14 s each
+        assert value(s, dur + "_sum", **lbl, status="200") >= 3 * 0.14
+        assert value(s, dur + "_bucket", **lbl, status="200", le="0.1") == 0
+        assert value(s, dur + "_bucket", **lbl, status="502", le="0.1") == 1
+        # one series per (model, endpoint, status) of requests_total, with the same counts
+        requests = {tuple(sorted(lb.items())): v for lb, v in s["llm_monitor_ollama_requests_total"]}
+        counts = {tuple(sorted(lb.items())): v for lb, v in s[dur + "_count"]}
+        assert counts == requests
+
+    arun(body)
+
+
+def test_upstream_connection_pool_is_exported() -> None:
+    """Connection reuse is visible from Prometheus: opened vs reused connections, open ones active and idle."""
+
+    async def body() -> None:
+        async with stack(sim_kwargs={"tokens": 40, "token_interval": 0.02}) as st:
+            s0 = await st.samples()
+            opened0 = value(s0, "llm_monitor_ollama_upstream_connections_opened_total")
+            reused0 = value(s0, "llm_monitor_ollama_upstream_connections_reused_total")
+            assert opened0 is not None and opened0 >= 1  # the first poll's
+            assert reused0 is not None
+            assert value(s0, "llm_monitor_ollama_upstream_connections", state="active") == 0
+            assert value(s0, "llm_monitor_ollama_upstream_connections", state="idle") >= 1
+            for i in range(10):
+                async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2", "stream": False}) as r:
+                    assert r.status == 200, i
+                    await r.read()
+            s1 = await st.samples()
+            assert value(s1, "llm_monitor_ollama_upstream_connections_opened_total") - opened0 <= 1
+            assert value(s1, "llm_monitor_ollama_upstream_connections_reused_total") - reused0 >= 9
+            assert st.sim.stats.connections == value(s1, "llm_monitor_ollama_upstream_connections_opened_total")
+            # two streams at once: two connections carry requests while they run
+            streams = [
+                asyncio.create_task(st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}))
+                for _ in range(2)
+            ]
+            responses = await asyncio.gather(*streams)
+            await responses[0].content.readline()
+            await responses[1].content.readline()
+            s2 = await st.samples()
+            assert value(s2, "llm_monitor_ollama_upstream_connections", state="active") == 2
+            for r in responses:
+                await r.read()
+                r.release()
+            s3 = await st.samples()
+            assert value(s3, "llm_monitor_ollama_upstream_connections", state="active") == 0
+            assert value(s3, "llm_monitor_ollama_upstream_connections", state="idle") >= 2
 
     arun(body)

@@ -99,7 +99,7 @@ def test_bad_requests_like_ollama() -> None:
                 assert r.status == 400 and "invalid character 'n'" in (await r.json())["error"]
             async with session.post(url + "/api/generate", json={"model": "llama9"}) as r:
                 assert r.status == 404
-                assert await r.json() == {"error": 'model "llama9" not found, try pulling it first'}
+                assert await r.json() == {"error": "model 'llama9' not found"}
             async with session.post(url + "/api/chat", json={"prompt": "x"}) as r:
                 assert r.status == 400 and (await r.json())["error"] == "model is required"
 

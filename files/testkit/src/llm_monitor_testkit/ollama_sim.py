@@ -257,7 +257,7 @@ class OllamaSimulator:
         if not isinstance(model, str) or not model:
             return _error(400, "model is required")
         if _canonical(model) not in self.installed:
-            return _error(404, f'model "{model}" not found, try pulling it first')
+            return _error(404, f"model '{model}' not found")  # current Ollama's message
         return obj
 
     def _fault(self) -> web.Response | None:

@@ -7,9 +7,13 @@ on the same loop when ``/metrics`` is scraped.
 Label cardinality is bounded by construction:
 
 - ``endpoint`` is one of :data:`ENDPOINTS` (never the raw path);
-- ``model`` is the request's model name for the first ``max_models`` distinct names, then ``other``;
+- ``model`` is the request's model name once Ollama has confirmed that model exists — it answered 2xx for it, or
+  listed it (``/api/ps``, ``/api/tags``; an untagged name counts as listed when its ``:latest`` form is) — for the
+  first ``max_models`` such names; ``other`` for every other name (not confirmed yet, e.g. 404 "model not found",
+  or the budget is full), so requests for models that do not exist never use up the budget;
   ``unknown`` when the body is not JSON or names no model, ``none`` for endpoints without a model;
-- ``status`` is the HTTP status code sent to the client (``499`` when the client went away first);
+- ``status`` is the HTTP status code sent to the client (``499`` when the client went away first), the same
+  value on ``requests_total`` and ``request_duration_seconds``;
 - ``kind`` is one of :data:`ERROR_KINDS`.
 """
 
@@ -81,13 +85,19 @@ def normalise_endpoint(path: str) -> str:
 
 
 class ModelLabels:
-    """Admits the first ``limit`` distinct model names as label values; later ones become ``other``."""
+    """Model label values: the first ``limit`` names Ollama confirmed; every other name becomes ``other``.
+
+    :meth:`admit` is called for a name Ollama confirmed (a 2xx answer for it, or a listing); :meth:`lookup` for a
+    name it has not confirmed in this request (the label of a 404, a 502, a 499 before the answer started).
+    """
 
     def __init__(self, limit: int = 50) -> None:
         self.limit = limit
         self._known: set[str] = set()
+        self._listed: frozenset[str] = frozenset()
 
-    def label(self, name: object) -> str:
+    def admit(self, name: object) -> str:
+        """The label of a confirmed name: its own while fewer than ``limit`` names are admitted (then for good)."""
         if not isinstance(name, str) or not name:
             return "unknown"
         if len(name) > MAX_MODEL_NAME:
@@ -98,6 +108,23 @@ class ModelLabels:
             self._known.add(name)
             return name
         return "other"
+
+    def lookup(self, name: object) -> str:
+        """The label of a name Ollama has not confirmed in this request: its own only if admitted before."""
+        if not isinstance(name, str) or not name:
+            return "unknown"
+        if name in self._known:
+            return name
+        if ":" not in name and f"{name}:latest" in self._listed:  # Ollama's own alias: llama3.2 = llama3.2:latest
+            return self.admit(name)
+        return "other"
+
+    def listed(self, names: Sequence[str]) -> None:
+        """Models Ollama listed (loaded first, then installed): admitted in that order while there is room."""
+        self._listed = frozenset(n for n in names if n)
+        for name in names:
+            if name:
+                self.admit(name)
 
     @property
     def admitted(self) -> int:
@@ -179,16 +206,21 @@ class OllamaMetrics:
         self.in_flight: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
         self.errors: dict[str, int] = dict.fromkeys(ERROR_KINDS, 0)
         self.client_disconnects: dict[str, int] = {}
-        self.request_duration: dict[tuple[str, str], Histogram] = {}
-        self.ttft: dict[tuple[str, str], Histogram] = {}
-        self.total_duration: dict[tuple[str, str], Histogram] = {}
-        self.load_duration: dict[tuple[str, str], Histogram] = {}
-        self.tokens_per_second: dict[tuple[str, str], Histogram] = {}
+        self.request_duration: dict[tuple[str, ...], Histogram] = {}  # model, endpoint, status
+        self.ttft: dict[tuple[str, ...], Histogram] = {}
+        self.total_duration: dict[tuple[str, ...], Histogram] = {}
+        self.load_duration: dict[tuple[str, ...], Histogram] = {}
+        self.tokens_per_second: dict[tuple[str, ...], Histogram] = {}
         self.prompt_tokens: dict[tuple[str, str], int] = {}
         self.generated_tokens: dict[tuple[str, str], int] = {}
         self.request_bytes: dict[str, int] = {}
         self.response_bytes: dict[str, int] = {}
         self.upstream = UpstreamState()
+        # upstream connection pool (connections to Ollama): opened and reused counted by the proxy's trace hooks,
+        # open connections (active, idle) read from the pool when /metrics is rendered; None: not known
+        self.connections_opened = 0
+        self.connections_reused = 0
+        self.connections_open: tuple[int, int] | None = None
 
     # --- recording ---------------------------------------------------------------------------------
     def started(self, endpoint: str) -> None:
@@ -198,7 +230,7 @@ class OllamaMetrics:
         self.in_flight[endpoint] -= 1
         key = (model, endpoint, str(status))
         self.requests[key] = self.requests.get(key, 0) + 1
-        _hist(self.request_duration, (model, endpoint), REQUEST_BUCKETS).observe(duration)
+        _hist(self.request_duration, (model, endpoint, key[2]), REQUEST_BUCKETS).observe(duration)
         self.request_bytes[endpoint] = self.request_bytes.get(endpoint, 0) + received
         self.response_bytes[endpoint] = self.response_bytes.get(endpoint, 0) + sent
 
@@ -261,8 +293,10 @@ class OllamaMetrics:
         out.append(
             _histogram_family(
                 p + "request_duration_seconds",
-                "Wall time from request to the end of the answer, measured by the proxy.",
+                "Wall time from request to the end of the answer, measured by the proxy, by the HTTP status sent "
+                'to the client (as on requests_total: select status=~"2.." for the latency of answers).',
                 self.request_duration,
+                labels=("model", "endpoint", "status"),
             )
         )
         out.append(
@@ -313,7 +347,33 @@ class OllamaMetrics:
         sb = CounterMetricFamily(p + "response_bytes", "Response body bytes sent to clients.", labels=["endpoint"])
         for endpoint, n in sorted(self.response_bytes.items()):
             sb.add_metric([endpoint], n)
-        out += [rb, sb, *self._upstream_families()]
+        out += [rb, sb, *self._connection_families(), *self._upstream_families()]
+        return out
+
+    def _connection_families(self) -> list[Metric]:
+        p = PREFIX
+        opened = CounterMetricFamily(
+            p + "upstream_connections_opened",
+            "TCP connections the proxy opened to Ollama (requests and polls); a rate close to the request rate "
+            "means the keep-alive pool is not reused.",
+        )
+        opened.add_metric([], self.connections_opened)
+        reused = CounterMetricFamily(
+            p + "upstream_connections_reused",
+            "Upstream requests (proxied and polls) sent over a pooled keep-alive connection to Ollama.",
+        )
+        reused.add_metric([], self.connections_reused)
+        out: list[Metric] = [opened, reused]
+        if self.connections_open is not None:
+            active, idle = self.connections_open
+            gauge = GaugeMetricFamily(
+                p + "upstream_connections",
+                "Open TCP connections to Ollama: active (carrying a request) or idle (kept alive in the pool).",
+                labels=["state"],
+            )
+            gauge.add_metric(["active"], active)
+            gauge.add_metric(["idle"], idle)
+            out.append(gauge)
         return out
 
     def _upstream_families(self) -> list[Metric]:
@@ -364,17 +424,19 @@ def _num(value: object) -> float | None:
     return float(value)
 
 
-def _hist(store: dict[tuple[str, str], Histogram], key: tuple[str, str], buckets: Sequence[float]) -> Histogram:
+def _hist(store: dict[tuple[str, ...], Histogram], key: tuple[str, ...], buckets: Sequence[float]) -> Histogram:
     h = store.get(key)
     if h is None:
         h = store[key] = Histogram(buckets)
     return h
 
 
-def _histogram_family(name: str, doc: str, store: dict[tuple[str, str], Histogram]) -> Metric:
-    fam = HistogramMetricFamily(name, doc, labels=["model", "endpoint"])
-    for (model, endpoint), h in sorted(store.items()):
-        fam.add_metric([model, endpoint], buckets=h.cumulative(), sum_value=h.sum)
+def _histogram_family(
+    name: str, doc: str, store: dict[tuple[str, ...], Histogram], labels: Sequence[str] = ("model", "endpoint")
+) -> Metric:
+    fam = HistogramMetricFamily(name, doc, labels=list(labels))
+    for key, h in sorted(store.items()):
+        fam.add_metric(list(key), buckets=h.cumulative(), sum_value=h.sum)
     return fam
 
 

@@ -273,7 +273,7 @@ class OllamaProxy:
         self._session: aiohttp.ClientSession | None = None
         self._poll_task: asyncio.Task[None] | None = None
         self._runners: list[web.AppRunner] = []
-        self.upstream_connections = 0  # upstream TCP connections opened (connection reuse check)
+        self._connector: aiohttp.TCPConnector | None = None
         self.proxy_port = 0
         self.metrics_port = 0
 
@@ -281,7 +281,8 @@ class OllamaProxy:
     async def start(self, proxy_listen: str, metrics_listen: str) -> None:
         trace = aiohttp.TraceConfig()
         trace.on_connection_create_end.append(self._on_connection_create)
-        connector = aiohttp.TCPConnector(
+        trace.on_connection_reuseconn.append(self._on_connection_reuse)
+        self._connector = connector = aiohttp.TCPConnector(
             limit=self.cfg.max_connections, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=300
         )
         self._session = aiohttp.ClientSession(
@@ -326,8 +327,36 @@ class OllamaProxy:
         if self._session is not None:
             await self._session.close()
 
+    @property
+    def upstream_connections(self) -> int:
+        """Upstream TCP connections opened so far (llm_monitor_ollama_upstream_connections_opened_total)."""
+        return self.metrics.connections_opened
+
     async def _on_connection_create(self, _s: aiohttp.ClientSession, _c: Any, _p: Any) -> None:
-        self.upstream_connections += 1
+        self.metrics.connections_opened += 1
+
+    async def _on_connection_reuse(self, _s: aiohttp.ClientSession, _c: Any, _p: Any) -> None:
+        self.metrics.connections_reused += 1
+
+    def _pool_state(self) -> tuple[int, int] | None:
+        """(active, idle) open connections of the upstream pool; None if aiohttp's pool cannot be read.
+
+        aiohttp has no public accessor: ``_acquired`` (connections carrying a request) and ``_conns`` (idle
+        keep-alive connections by host) of the pinned aiohttp's TCPConnector; idle ones Ollama has closed but the
+        pool has not dropped yet are not counted.
+        """
+        connector = self._connector
+        acquired = getattr(connector, "_acquired", None)
+        pooled = getattr(connector, "_conns", None)
+        if not isinstance(acquired, (set, frozenset)) or not isinstance(pooled, dict):
+            return None
+        idle = 0
+        for conns in pooled.values():
+            for item in conns:
+                proto = item[0]
+                if proto.is_connected():
+                    idle += 1
+        return len(acquired), idle
 
     # request path
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -361,7 +390,9 @@ class OllamaProxy:
         state.received = len(body)
         name, streaming, parsed = inspect_request(body, endpoint)
         if endpoint not in NO_MODEL_ENDPOINTS:
-            state.model = m.models.label(name)
+            # its own label only once Ollama confirms the model (see _relay): not for a 404 "model not found"
+            state.name = name
+            state.model = m.models.lookup(name)
             if body and not parsed and request.method in ("POST", "PUT", "DELETE"):
                 m.error("bad_request")
         if self.cfg.log_bodies and body:
@@ -452,6 +483,8 @@ class OllamaProxy:
         m = self.metrics
         status = upstream.status
         state.status = status
+        if 200 <= status < 300 and state.model:
+            state.model = m.models.admit(state.name)  # Ollama answered for this model: it exists
         if status >= 500:
             m.error("upstream_5xx")
         elif status >= 400:
@@ -534,6 +567,7 @@ class OllamaProxy:
         return resp
 
     def render(self) -> bytes:
+        self.metrics.connections_open = self._pool_state()
         return generate_latest(self.registry) + snapshot_age_text("ollama", self._poll_age())
 
     def _poll_age(self) -> float:
@@ -572,6 +606,7 @@ class OllamaProxy:
             )
             state.loaded = parse_ps(ps)
             state.installed = parse_tags(tags)
+            self.metrics.models.listed([m.name for m in state.loaded] + [i.name for i in state.installed])
             state.version = str(version.get("version", "")) if isinstance(version, dict) else ""
             state.up = True
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
@@ -615,7 +650,8 @@ class OllamaProxy:
 
 @dataclasses.dataclass
 class _State:
-    model: str = ""
+    model: str = ""  # the label; "" for endpoints without a model
+    name: object = None  # the model named in the request body, as sent
     status: int = 0
     sent: int = 0
     received: int = 0
