@@ -701,3 +701,101 @@ def test_upstream_connection_pool_is_exported() -> None:
             assert value(s3, "llm_monitor_ollama_upstream_connections", state="idle") >= 2
 
     arun(body)
+
+
+async def _raw_upstream(pieces: list[bytes], delay: float = 0.002) -> tuple[aiohttp.web.AppRunner, int]:
+    """An upstream that streams one recorded answer in exactly the given pieces (one write each)."""
+    from aiohttp import web
+
+    async def generate(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await resp.prepare(request)
+        for piece in pieces:
+            await resp.write(piece)
+            await asyncio.sleep(delay)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/api/generate", generate)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+def _final_split_inside_done(data: bytes) -> list[bytes]:
+    cut = data.rindex(b'"done":true') + len(b'"done":tr')
+    return [data[:cut], data[cut:]]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["one_write", "line_per_write", "final_split_inside_done", "byte_per_write", "python_spacing", "nested_done"],
+)
+def test_final_statistics_found_however_the_stream_is_cut(layout: str) -> None:
+    """The proxy reads counts and durations from the final line only; these must come out right for any cut."""
+    data = (SAMPLES / "generate_stream.ndjson").read_bytes()
+    lines = data.splitlines(keepends=True)
+    expected_tokens = 259
+    if layout == "python_spacing":  # another encoder's spacing: "done": true
+        data = b"".join(json.dumps(json.loads(line)).encode() + b"\n" for line in lines)
+        lines = data.splitlines(keepends=True)
+    if layout == "nested_done":  # a middle line carrying a nested "done":true (tool call arguments) is not final
+        tool = {"model": "llama3.2", "created_at": "x", "response": "", "done": False,
+                "message": {"tool_calls": [{"function": {"name": "f", "arguments": {"done": True}}}]}}  # fmt: skip
+        lines.insert(2, json.dumps(tool, separators=(",", ":")).encode() + b"\n")
+        data = b"".join(lines)
+    if layout == "one_write":
+        pieces = [data]
+    elif layout == "final_split_inside_done":
+        pieces = _final_split_inside_done(data)
+    elif layout == "byte_per_write":
+        pieces = [data[i : i + 1] for i in range(len(data))]
+    else:
+        pieces = lines
+
+    async def body() -> None:
+        runner, port = await _raw_upstream(pieces, delay=0 if layout == "byte_per_write" else 0.002)
+        try:
+            async with stack(upstream_port=port) as st:
+                async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                    assert r.status == 200
+                    assert await r.read() == data  # relayed unchanged
+                s = await st.samples()
+        finally:
+            await runner.cleanup()
+        lbl = {"model": "llama3.2", "endpoint": "generate"}
+        assert value(s, GEN, **lbl) == expected_tokens
+        assert value(s, "llm_monitor_ollama_prompt_tokens_total", **lbl) == 26
+        assert value(s, "llm_monitor_ollama_total_duration_seconds_sum", **lbl) == pytest.approx(10.706818083)
+        assert value(s, "llm_monitor_ollama_load_duration_seconds_sum", **lbl) == pytest.approx(6.338219291)
+        assert value(s, "llm_monitor_ollama_time_to_first_token_seconds_count", **lbl) == 1
+        assert value(s, "llm_monitor_ollama_tokens_per_second_count", **lbl) == 1
+        for kind in ("truncated_stream", "upstream_malformed"):
+            assert value(s, "llm_monitor_ollama_errors_total", kind=kind) == 0, kind
+
+    arun(body)
+
+
+def test_broken_middle_line_is_counted_malformed() -> None:
+    data = (SAMPLES / "generate_stream.ndjson").read_bytes()
+    lines = data.splitlines(keepends=True)
+    lines[2] = lines[2][:-10] + b"\n"  # a middle line cut short, after the first token
+
+    async def body() -> None:
+        runner, port = await _raw_upstream(lines)
+        try:
+            async with stack(upstream_port=port) as st:
+                async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                    assert r.status == 200
+                    await r.read()
+                s = await st.samples()
+        finally:
+            await runner.cleanup()
+        assert value(s, "llm_monitor_ollama_errors_total", kind="upstream_malformed") == 1
+        assert value(s, GEN, model="llama3.2", endpoint="generate") == 259  # the final line still counts
+
+    arun(body)

@@ -24,6 +24,7 @@ import dataclasses
 import gzip
 import json
 import logging
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -109,8 +110,24 @@ def validate(cfg: OllamaProxyConfig) -> None:
 
 
 # --- response inspection ---------------------------------------------------------------------------
+#: the final line of an Ollama stream: top-level ``"done": true`` (Go writes ``"done":true``; any JSON spacing matches).
+#: Inside a JSON string a quote is escaped (``\\"``), so only a key can match; a nested ``done`` key (tool call
+#: arguments) is a false candidate that the full parse of the line then rejects.
+_FINAL_LINE = re.compile(rb'"done"\s*:\s*true')
+#: Ollama's native streaming endpoints: NDJSON, one object per line, the statistics in the final line
+_NDJSON_ENDPOINTS = frozenset({"generate", "chat"})
+
+
 class Inspector:
-    """Watches the relayed answer (a copy of each chunk's view) to extract TTFT and final statistics."""
+    """Watches the relayed answer (a copy of each chunk's view) to extract TTFT and final statistics.
+
+    Ollama's native streams (generate, chat) are parsed only as far as the metrics need: lines are parsed as JSON
+    until the first one with content (time to first token), then only the final line (``"done": true``, found
+    by a byte search, also when it is split across reads or arrives with other lines in one read) is; the lines
+    in between are checked for their shape (``{...}``) only, so a line cut short still counts as malformed.
+    OpenAI-compatible streams (SSE) are parsed line by line: their token count may come from counting content
+    chunks. Non-streamed answers are parsed once at the end.
+    """
 
     def __init__(
         self, metrics: OllamaMetrics, model: str, endpoint: str, streaming: bool, started: float, parse: bool
@@ -127,18 +144,22 @@ class Inspector:
         self.content_chunks = 0
         self.usage_seen = False
         self._buf = bytearray()
+        self._tail = b""  # NDJSON: the incomplete last line of what was fed so far
         self._overflow = False
+        self._ndjson = streaming and endpoint in _NDJSON_ENDPOINTS
 
     def feed(self, chunk: bytes) -> None:
         if not self.parse or self._overflow:
             return
+        if self._ndjson:
+            self._feed_ndjson(chunk)
+            return
+        self._buf += chunk
         if not self.streaming:
-            self._buf += chunk
             if len(self._buf) > MAX_INSPECT_BYTES:
                 self._overflow = True
                 self._buf.clear()
             return
-        self._buf += chunk
         while True:
             nl = self._buf.find(b"\n")
             if nl < 0:
@@ -150,6 +171,37 @@ class Inspector:
             del self._buf[: nl + 1]
             if line:
                 self._line(line)
+
+    def _feed_ndjson(self, chunk: bytes) -> None:
+        data = self._tail + chunk if self._tail else chunk
+        nl = data.rfind(b"\n")
+        if nl < 0:
+            self._tail = data
+            if len(data) > MAX_LINE_BYTES:
+                self._overflow = True
+                self._tail = b""
+            return
+        lines, self._tail = data[:nl], data[nl + 1 :]
+        # the common case, one read of whole lines in the middle of a stream: a few byte scans, no parsing
+        if (
+            self.first_token_seen
+            and lines.startswith(b"{")
+            and lines.endswith(b"}")
+            and lines.count(b"\n") == lines.count(b"}\n{")
+        ):
+            if b"true" not in lines or _FINAL_LINE.search(lines) is None:  # the cheap test first
+                return
+            for line in lines.split(b"\n"):
+                if _FINAL_LINE.search(line) is not None:
+                    self._line(line)
+            return
+        for raw in lines.split(b"\n"):
+            line = raw.strip()
+            if not line:
+                continue
+            if self.first_token_seen and line[:1] == b"{" and line[-1:] == b"}" and not _FINAL_LINE.search(line):
+                continue  # a middle line of the right shape
+            self._line(line)
 
     def _line(self, line: bytes) -> None:
         if line.startswith(b"data:"):  # OpenAI-compatible server-sent events
@@ -184,8 +236,9 @@ class Inspector:
         if not self.parse or self._overflow:
             return
         if self.streaming:
-            rest = bytes(self._buf).strip()
+            rest = (self._tail if self._ndjson else bytes(self._buf)).strip()
             self._buf.clear()
+            self._tail = b""
             if rest:
                 self._line(rest)
             if self.endpoint.startswith("openai") and not self.usage_seen and self.content_chunks:
