@@ -20,13 +20,14 @@ help:
 	@echo "make bench       benchmarks (bench/), figures and ratios printed"
 	@echo "make build       build the collection artifact into dist/"
 
+# files/testkit: the simulated upstreams (test doubles) the exporters' tests and benchmarks run; never on production
+# hosts, but in the development virtualenv.
 $(VENV)/.installed: requirements/controller.txt requirements/test.txt $(wildcard files/exporters/pyproject.toml) \
 		$(wildcard files/testkit/pyproject.toml)
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip==25.3
 	$(VENV)/bin/pip install -q -r requirements/test.txt
 	if [ -f files/exporters/pyproject.toml ]; then $(VENV)/bin/pip install -q -e 'files/exporters[test]'; fi
-	# the simulated upstreams (test doubles) the exporters' tests and benchmarks run; never on production hosts
 	if [ -f files/testkit/pyproject.toml ]; then $(VENV)/bin/pip install -q -e 'files/testkit[test]'; fi
 	touch $@
 
