@@ -20,11 +20,15 @@ help:
 	@echo "make bench       benchmarks (bench/), figures and ratios printed"
 	@echo "make build       build the collection artifact into dist/"
 
-$(VENV)/.installed: requirements/controller.txt requirements/test.txt $(wildcard files/exporters/pyproject.toml)
+# files/testkit: the simulated upstreams (test doubles) the exporters' tests and benchmarks run; never on production
+# hosts, but in the development virtualenv.
+$(VENV)/.installed: requirements/controller.txt requirements/test.txt $(wildcard files/exporters/pyproject.toml) \
+		$(wildcard files/testkit/pyproject.toml)
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip==25.3
 	$(VENV)/bin/pip install -q -r requirements/test.txt
 	if [ -f files/exporters/pyproject.toml ]; then $(VENV)/bin/pip install -q -e 'files/exporters[test]'; fi
+	if [ -f files/testkit/pyproject.toml ]; then $(VENV)/bin/pip install -q -e 'files/testkit[test]'; fi
 	touch $@
 
 venv: $(VENV)/.installed
@@ -48,9 +52,12 @@ lint: venv
 unit: venv
 	$(PY) -m pytest -q tests/unit
 
+# The exporters and the testkit (test doubles), each linted, type-checked and tested the same way.
 exporters-test: venv tools engine
-	if [ -f files/exporters/pyproject.toml ]; then \
-	  cd files/exporters && $(BIN)/ruff check && $(BIN)/mypy --strict src && $(BIN)/python -m pytest -q; fi
+	set -e; for d in files/exporters files/testkit; do \
+	  if [ -f $$d/pyproject.toml ]; then \
+	    (cd $$d && $(BIN)/ruff check && $(BIN)/ruff format --check && $(BIN)/mypy --strict src \
+	      && $(BIN)/python -m pytest -q); fi; done
 
 molecule: venv images
 	set -e; for s in $(MOLECULE_SCENARIOS); do \

@@ -22,12 +22,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "files" / "exporters" / "tests"))
 
-from llm_monitor_exporters.collector import Collector, SnapshotLoop
-from llm_monitor_exporters.langfuse import LangfuseCollector, LangfuseConfig, LangfuseProject
-from llm_monitor_exporters.litellm import LitellmCollector, LitellmConfig
-from llm_monitor_exporters.simulators.langfuse_sim import SimulatedLangfuse, SimulatedLangfuseServer
-from llm_monitor_exporters.simulators.vllm_sim import SimulatedVllm, SimulatedVllmServer
-from llm_monitor_exporters.vllm import StaticEndpoint, VllmCollector, VllmConfig
+from llm_monitor_exporters.core.collector import Collector, SnapshotLoop
+from llm_monitor_exporters.langfuse.langfuse import LangfuseCollector, LangfuseConfig, LangfuseProject
+from llm_monitor_exporters.litellm.litellm import LitellmCollector, LitellmConfig
+from llm_monitor_exporters.vllm.vllm import StaticEndpoint, VllmCollector, VllmConfig
+from llm_monitor_testkit.langfuse_sim import SimulatedLangfuse, SimulatedLangfuseServer
+from llm_monitor_testkit.vllm_sim import SimulatedVllm, SimulatedVllmServer
 from run import exporter, free_port, pct, rss_mb, scrape_loop
 
 

@@ -7,7 +7,7 @@
     python bench/exporters/ollama_proxy.py --json out.json
 
 Three kinds of process, so that nothing shares an event loop: the simulated Ollama
-(``llm-monitor-exporter simulate ollama``), the proxy (``llm-monitor-exporter ollama-proxy``) and the
+(``llm-monitor-testkit simulate ollama``, a test double), the proxy (``llm-monitor-exporter ollama_proxy``) and the
 load generator (``llm-monitor-exporter traffic``, one process per run). For each concurrency the load
 runs against the simulator directly and through the proxy, same settings (streamed /api/generate,
 closed loop). By default the direct and the proxied load run at the same time (two load processes, N
@@ -16,7 +16,10 @@ them one after the other. Printed side by side:
 
 - latency p50/p99 (whole streamed answer) and the latency the proxy adds (proxied minus direct);
 - time to first token p50/p99 and the TTFT the proxy adds;
-- throughput (requests/s, tokens/s) and its ratio proxied/direct.
+- throughput (requests/s, tokens/s) and its ratio proxied/direct;
+- CPU per request of the proxy (utime + stime from /proc/<pid>/stat over the run, divided by the requests
+  it relayed) and of the simulated Ollama (its CPU over the run divided by all the requests it answered,
+  direct and proxied), so the proxy's own cost can be compared with the upstream's.
 
 Each level runs ``--repeat`` times; one row per run and a median row are printed, and the targets are judged
 on the medians (a p99 of a few hundred streams rests on a handful of samples, so one run alone is noisy).
@@ -45,8 +48,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "files" / "exporters" / "src"
-ENV = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+TESTKIT_SRC = ROOT / "files" / "testkit" / "src"
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join((str(SRC), str(TESTKIT_SRC), os.environ.get("PYTHONPATH", "")))}
 EXE = [sys.executable, "-m", "llm_monitor_exporters"]
+TESTKIT = [sys.executable, "-m", "llm_monitor_testkit"]
 TOKENS = 16
 TOKEN_INTERVAL = 0.02  # 50 tokens/s per stream
 FIRST_TOKEN = 0.02
@@ -169,10 +174,12 @@ def ms(v: float | None) -> str:
     return "-" if v is None else f"{v * 1000:8.2f}"
 
 
-def added(d: dict[str, Any], p: dict[str, Any]) -> dict[str, float]:
+def added(d: dict[str, Any], p: dict[str, Any], cpu: dict[str, float]) -> dict[str, float]:
     """What going through the proxy changed, proxied minus direct (negative: within the noise)."""
     dl, pl, dt, pt = d["latency_seconds"], p["latency_seconds"], d["ttft_seconds"], p["ttft_seconds"]
     return {
+        "proxy_cpu_ms_per_request": cpu["proxy_cpu_per_request_s"] * 1000,
+        "sim_cpu_ms_per_request": cpu["sim_cpu_per_request_s"] * 1000,
         "p50_s": pl["p50"] - dl["p50"],
         "p99_s": pl["p99"] - dl["p99"],
         "ttft_p50_s": pt["p50"] - dt["p50"],
@@ -188,7 +195,7 @@ def print_row(label: str, d: dict[str, Any], p: dict[str, Any], a: dict[str, flo
         f"{label:>7} | {ms(dl['p50'])} {ms(pl['p50'])} | {a['p50_s'] * 1000:6.2f} | {ms(dl['p99'])} {ms(pl['p99'])} | "
         f"{a['p99_s'] * 1000:6.2f} | {ms(dt['p50'])} {ms(pt['p50'])} | {a['ttft_p50_s'] * 1000:6.2f} | "
         f"{d['throughput_rps']:6.1f} {p['throughput_rps']:6.1f} | {a['throughput_ratio']:6.3f} | "
-        f"{sum(p['errors'].values())}"
+        f"{a['proxy_cpu_ms_per_request']:5.2f} {a['sim_cpu_ms_per_request']:5.2f} | {sum(p['errors'].values())}"
     )
 
 
@@ -197,6 +204,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="3 s per run instead of 6 s, one repeat")
     ap.add_argument("--repeat", type=int, default=3, help="runs per level; targets are judged on the medians")
     ap.add_argument("--levels", default="1,16,64", help="comma-separated concurrency levels")
+    ap.add_argument("--tokens", type=int, default=TOKENS, help=f"tokens per simulated answer (default {TOKENS})")
     ap.add_argument("--json", metavar="FILE", help="write all figures as JSON")
     ap.add_argument(
         "--sequential",
@@ -207,6 +215,7 @@ def main() -> int:
     duration = 3.0 if ns.quick else 6.0
     repeats = 1 if ns.quick else max(1, ns.repeat)
     levels = [int(x) for x in ns.levels.split(",")]
+    tokens = ns.tokens
     sim_port, proxy_port, metrics_port = free_port(), free_port(), free_port()
     started = time.monotonic()
     load_before = os.getloadavg()[0]
@@ -214,7 +223,7 @@ def main() -> int:
         "mode": "sequential" if ns.sequential else "paired (direct and proxied at once)",
         "duration_per_run_s": duration,
         "repeats": repeats,
-        "tokens": TOKENS,
+        "tokens": tokens,
         "token_interval_s": TOKEN_INTERVAL,
         "first_token_delay_s": FIRST_TOKEN,
         "levels": {},
@@ -222,13 +231,13 @@ def main() -> int:
     with (
         process(
             [
-                *EXE,
+                *TESTKIT,
                 "simulate",
                 "ollama",
                 "--listen",
                 f"127.0.0.1:{sim_port}",
                 "--tokens",
-                str(TOKENS),
+                str(tokens),
                 "--token-interval",
                 str(TOKEN_INTERVAL),
                 "--first-token-delay",
@@ -236,11 +245,11 @@ def main() -> int:
                 "--log-level",
                 "warning",
             ]
-        ),
+        ) as sim,
         process(
             [
                 *EXE,
-                "ollama-proxy",
+                "ollama_proxy",
                 "--proxy-listen-address",
                 f"127.0.0.1:{proxy_port}",
                 "--upstream-url",
@@ -260,12 +269,19 @@ def main() -> int:
         cpu0 = cpu_seconds(proxy.pid)
         for _ in range(repeats):
             for c in levels:
+                proxy_cpu0, sim_cpu0 = cpu_seconds(proxy.pid), cpu_seconds(sim.pid)
                 if ns.sequential:
                     d = load(direct, c, duration)
                     p = load(proxied, c, duration)
                 else:
                     d, p = load_paired(direct, proxied, c, duration)
-                results["levels"].setdefault(c, {"runs": []})["runs"].append({"direct": d, "proxy": p})
+                cpu = {
+                    "proxy_cpu_s": cpu_seconds(proxy.pid) - proxy_cpu0,
+                    "sim_cpu_s": cpu_seconds(sim.pid) - sim_cpu0,
+                }
+                cpu["proxy_cpu_per_request_s"] = cpu["proxy_cpu_s"] / max(1, p["requests"])
+                cpu["sim_cpu_per_request_s"] = cpu["sim_cpu_s"] / max(1, p["requests"] + d["requests"])
+                results["levels"].setdefault(c, {"runs": []})["runs"].append({"direct": d, "proxy": p, "cpu": cpu})
         proxy_cpu = cpu_seconds(proxy.pid) - cpu0
         rss_after = rss_mb(proxy.pid)
         s50, s99, text = scrape_stats(metrics_port, 200)
@@ -284,20 +300,20 @@ def main() -> int:
     results["loadavg_1m_before_after"] = (load_before, os.getloadavg()[0])
 
     print(
-        f"Ollama proxy vs direct, simulated Ollama ({TOKENS} tokens, {TOKEN_INTERVAL * 1000:.0f} ms/token, "
+        f"Ollama proxy vs direct, simulated Ollama ({tokens} tokens, {TOKEN_INTERVAL * 1000:.0f} ms/token, "
         f"first token {FIRST_TOKEN * 1000:.0f} ms), streamed /api/generate, {duration:.0f} s per run, "
         f"{repeats} run(s) per level, "
         f"separate processes, {os.cpu_count()} CPUs, {results['mode']}"
     )
     head = (
         f"{'streams':>7} | {'lat p50 d/p (ms)':>19} | {'+p50':>6} | {'lat p99 d/p (ms)':>19} | {'+p99':>6} | "
-        f"{'ttft p50 d/p':>17} | {'+ttft':>6} | {'req/s d/p':>13} | {'ratio':>6} | errors p"
+        f"{'ttft p50 d/p':>17} | {'+ttft':>6} | {'req/s d/p':>13} | {'ratio':>6} | {'CPU ms/req p/sim':>11} | errors p"
     )
     print(head)
     print("-" * len(head))
     for c, level in results["levels"].items():
         for r in level["runs"]:
-            r["added"] = added(r["direct"], r["proxy"])
+            r["added"] = added(r["direct"], r["proxy"], r["cpu"])
             print_row(str(c), r["direct"], r["proxy"], r["added"])
         level["added_median"] = {
             k: statistics.median(r["added"][k] for r in level["runs"]) for k in level["runs"][0]["added"]
@@ -306,7 +322,8 @@ def main() -> int:
             m = level["added_median"]
             print(
                 f"{'median':>7} | {'':>17} | {m['p50_s'] * 1000:6.2f} | {'':>17} | {m['p99_s'] * 1000:6.2f} | "
-                f"{'':>17} | {m['ttft_p50_s'] * 1000:6.2f} | {'':>13} | {m['throughput_ratio']:6.3f} |"
+                f"{'':>17} | {m['ttft_p50_s'] * 1000:6.2f} | {'':>13} | {m['throughput_ratio']:6.3f} | "
+                f"{m['proxy_cpu_ms_per_request']:5.2f} {m['sim_cpu_ms_per_request']:5.2f} |"
             )
     if 16 in results["levels"]:
         a = results["levels"][16]["added_median"]

@@ -34,11 +34,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 EXPORTERS = ROOT / "files" / "exporters"
+# the simulated upstreams (test doubles) are their own distribution, files/testkit
+TESTKIT = ROOT / "files" / "testkit"
+sys.path.insert(0, str(TESTKIT / "src"))
 sys.path.insert(0, str(EXPORTERS / "src"))
 
-from llm_monitor_exporters.collector import SnapshotLoop  # noqa: E402
-from llm_monitor_exporters.gpu import GpuCollector, GpuConfig  # noqa: E402
-from llm_monitor_exporters.nvml_simulation import SimulatedNvml  # noqa: E402
+from llm_monitor_exporters.core.collector import SnapshotLoop  # noqa: E402
+from llm_monitor_exporters.gpu.gpu import GpuCollector, GpuConfig  # noqa: E402
+from llm_monitor_exporters.gpu.nvml_simulation import SimulatedNvml  # noqa: E402
 
 IMAGE = "llm-monitor-test/busybox:1"
 PREFIX = "lmx-bench-"
@@ -168,7 +171,7 @@ def remove_bench_containers(client: Any) -> None:
 
 def bench_containers(counts: list[int], scrapes: int, sample: int, sample_slow: int) -> None:
     import docker
-    from llm_monitor_exporters.containers import ContainerCollector, ContainersConfig
+    from llm_monitor_exporters.containers.containers import ContainerCollector, ContainersConfig
 
     try:
         client = docker.from_env(timeout=120)

@@ -345,6 +345,7 @@ def converge(
     cmd = ["ansible-playbook", "-i", str(fleet.inventory), playbook, *extra]
     if upstreams:
         provide_litellm_wheels(fleet)
+        provide_testkit_wheel(fleet)
         cmd.insert(4, str(UPSTREAMS_PLAYBOOK))
     env = ansible_env()
     cwd = REPO
@@ -387,6 +388,48 @@ def provide_litellm_wheels(fleet: Fleet) -> None:
             continue
         docker("exec", name, "rm", "-rf", LITELLM_WHEELS_IN_HOST)
         docker("cp", str(LITELLM_WHEELS), f"{name}:{LITELLM_WHEELS_IN_HOST}")
+
+
+def provide_testkit_wheel(fleet: Fleet) -> None:
+    """Build the testkit wheel (the simulators: test doubles, files/testkit) and copy it to the simulator hosts.
+
+    Built on the controller into .cache/testkit-wheel/<source digest>/ only when files/testkit changed (pip wheel
+    --no-deps; the containers cannot reach PyPI), copied to /opt/llm_monitor_testkit/wheels of each host of
+    vllm_servers, ollama_servers and langfuse_servers whose copy differs. llm_upstreams.yml installs it into its own
+    virtualenv with every dependency from the exporters' wheelhouse that the exporters role left on the host.
+    """
+    import hashlib
+    import tempfile
+
+    hosts = [h for h in fleet.hosts if {"vllm_servers", "ollama_servers", "langfuse_servers"} & set(h.groups)]
+    if not hosts:
+        return
+    source, cache, in_host = REPO / "files" / "testkit", REPO / ".cache" / "testkit-wheel", "/opt/llm_monitor_testkit"
+    skip = {"__pycache__", "build", "dist", "tests", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+    built = sorted(
+        f
+        for f in (source / "src").rglob("*")
+        if f.is_file() and not skip & set(f.relative_to(source).parts) and ".egg-info" not in str(f)
+    )
+    files = [source / "pyproject.toml", source / "README.md", *built]
+    digest = hashlib.sha256(b"".join(str(f.relative_to(source)).encode() + b"\0" + f.read_bytes() for f in files))
+    wheels = cache / digest.hexdigest()[:16]
+    marker = wheels / "DIGEST"  # written last: marks a complete wheel directory, on the controller and the hosts
+    if not marker.exists():
+        shutil.rmtree(cache, ignore_errors=True)
+        wheels.mkdir(parents=True)
+        pip = REPO / ".venv" / "bin" / "pip"
+        with tempfile.TemporaryDirectory() as tmp:  # build from a copy: no build/ or egg-info in the checkout
+            copy = Path(tmp) / "testkit"
+            shutil.copytree(source, copy, ignore=shutil.ignore_patterns(*skip, "*.egg-info"))
+            run([str(pip if pip.exists() else "pip"), "wheel", "--quiet", "--no-deps", "-w", str(wheels), str(copy)])
+        marker.write_text(wheels.name + "\n")
+    for host in hosts:
+        name = fleet.container(host.name)
+        if docker("exec", name, "cat", f"{in_host}/wheels/DIGEST", check=False).stdout == marker.read_text():
+            continue
+        docker("exec", name, "sh", "-c", f"rm -rf {in_host}/wheels && mkdir -p {in_host}")
+        docker("cp", str(wheels), f"{name}:{in_host}/wheels")
 
 
 def up(name: str, publish: int | None, hosts: list[dict[str, Any]] | None = None) -> Fleet:

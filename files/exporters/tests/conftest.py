@@ -31,8 +31,13 @@ def free_port() -> int:
 
 def cli(*args: str, timeout: float = 20, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``llm-monitor-exporter ARGS`` as a subprocess (python -m, so no PATH assumptions)."""
-    return subprocess.run([sys.executable, "-m", "llm_monitor_exporters", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "llm_monitor_exporters", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def scrape(url: str, timeout: float = 5, **kwargs: Any) -> str:
@@ -56,9 +61,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10, step: float = 0
 def running_exporter(*args: str, port: int | None = None) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """Start the CLI, wait until /metrics answers, yield (process, port), then SIGTERM and expect exit 0."""
     port = port or free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llm_monitor_exporters", *args,
-                             "--listen-address", f"127.0.0.1:{port}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llm_monitor_exporters", *args, "--listen-address", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         ok = wait_for(lambda: scrape(f"http://127.0.0.1:{port}/metrics", timeout=1) != "", timeout=15)
         if not ok:
@@ -85,7 +93,8 @@ def promtool() -> Callable[[str], None]:
     def check(text: str) -> None:
         res = subprocess.run([path, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
         assert res.returncode == 0 and not res.stdout.strip() and not res.stderr.strip(), (
-            f"promtool check metrics failed:\n{res.stdout}\n{res.stderr}")
+            f"promtool check metrics failed:\n{res.stdout}\n{res.stderr}"
+        )
 
     return check
 
@@ -107,10 +116,11 @@ def _docker_client() -> Any:
 def docker_client() -> Iterator[Any]:
     client = _docker_client()
     if client is None:
-        pytest.skip("no Docker engine answers on DOCKER_HOST / /var/run/docker.sock "
-                    "(start one with tests/harness/docker-engine.sh)")
-    res = subprocess.run(["bash", str(HERE / "build_busybox_image.sh")], capture_output=True, text=True,
-                         timeout=300)
+        pytest.skip(
+            "no Docker engine answers on DOCKER_HOST / /var/run/docker.sock "
+            "(start one with tests/harness/docker-engine.sh)"
+        )
+    res = subprocess.run(["bash", str(HERE / "build_busybox_image.sh")], capture_output=True, text=True, timeout=300)
     if res.returncode != 0:
         pytest.skip(f"cannot build {TEST_IMAGE}: {res.stderr.strip()[-300:]}")
     yield client

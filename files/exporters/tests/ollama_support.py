@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
+from llm_monitor_testkit.ollama_sim import OllamaSimulator
 
 from conftest import parse_samples
-from llm_monitor_exporters.ollama_proxy import OllamaProxy, OllamaProxyConfig
-from llm_monitor_exporters.simulators.ollama_sim import OllamaSimulator
-from llm_monitor_exporters.webconfig import WebConfig
+from llm_monitor_exporters.core.webconfig import WebConfig
+from llm_monitor_exporters.ollama.ollama_proxy import OllamaProxy, OllamaProxyConfig
 
 T = TypeVar("T")
 

@@ -7,16 +7,16 @@ from collections.abc import Callable
 import pytest
 
 from conftest import FIXTURES, parse_samples, value
-from llm_monitor_exporters.cgroups import CgroupReader
-from llm_monitor_exporters.collector import SnapshotLoop
-from llm_monitor_exporters.containers import ContainerCollector, ContainersConfig
-from llm_monitor_exporters.docker_meta import (
+from llm_monitor_exporters.containers.containers import ContainerCollector, ContainersConfig
+from llm_monitor_exporters.core.collector import SnapshotLoop
+from llm_monitor_exporters.core.procfs import container_id_from_cgroup, read_net_dev
+from llm_monitor_exporters.docker.cgroups import CgroupReader
+from llm_monitor_exporters.docker.docker_meta import (
     ContainerMeta,
     gpus_from_inspect,
     meta_from_inspect,
     parse_docker_time,
 )
-from llm_monitor_exporters.procfs import container_id_from_cgroup, read_net_dev
 
 V1_ID = "2323da2802e69eed7296fde13a0eee36046b8cbb1f26c580328d9eea69a566e3"
 V1_PID = 323
@@ -95,13 +95,26 @@ def test_inspect_parsing() -> None:
     assert parse_docker_time("2024-05-01T10:00:00.123456789Z") == pytest.approx(1714557600.123456)
     assert parse_docker_time("2024-05-01T10:00:00Z") == 1714557600
     data = {
-        "Id": V1_ID, "Name": "/vllm-1", "RestartCount": 2,
-        "Config": {"Image": "vllm/vllm-openai:v0.11", "Env": ["A=1", "NVIDIA_VISIBLE_DEVICES=2,3"],
-                   "Labels": {"com.docker.compose.project": "llm", "com.docker.compose.service": "vllm"}},
-        "State": {"Status": "running", "Pid": 42, "OOMKilled": False, "ExitCode": 0,
-                  "StartedAt": "2024-05-01T10:00:00Z", "Health": {"Status": "healthy"}},
-        "HostConfig": {"NetworkMode": "bridge", "DeviceRequests": [
-            {"Driver": "", "Count": 0, "DeviceIDs": ["0", "GPU-abc"], "Capabilities": [["gpu"]]}]},
+        "Id": V1_ID,
+        "Name": "/vllm-1",
+        "RestartCount": 2,
+        "Config": {
+            "Image": "vllm/vllm-openai:v0.11",
+            "Env": ["A=1", "NVIDIA_VISIBLE_DEVICES=2,3"],
+            "Labels": {"com.docker.compose.project": "llm", "com.docker.compose.service": "vllm"},
+        },
+        "State": {
+            "Status": "running",
+            "Pid": 42,
+            "OOMKilled": False,
+            "ExitCode": 0,
+            "StartedAt": "2024-05-01T10:00:00Z",
+            "Health": {"Status": "healthy"},
+        },
+        "HostConfig": {
+            "NetworkMode": "bridge",
+            "DeviceRequests": [{"Driver": "", "Count": 0, "DeviceIDs": ["0", "GPU-abc"], "Capabilities": [["gpu"]]}],
+        },
     }
     meta = meta_from_inspect(data)
     assert meta.name == "vllm-1"
@@ -139,11 +152,22 @@ def _collector(root: str, metas: list[ContainerMeta], up: bool = True) -> Snapsh
 
 def test_collector_on_recorded_v1(promtool: Callable[[str], None]) -> None:
     metas = [
-        ContainerMeta(id=V1_ID, name="web", image="busybox", compose_project="demo", compose_service="web",
-                      state="running", pid=V1_PID, started_at=1714557600.0, gpus=["0"], health="healthy",
-                      network_mode="bridge"),
-        ContainerMeta(id="d" * 64, name="old", image="busybox", state="exited", exit_code=137, restart_count=3,
-                      oom_killed=True),
+        ContainerMeta(
+            id=V1_ID,
+            name="web",
+            image="busybox",
+            compose_project="demo",
+            compose_service="web",
+            state="running",
+            pid=V1_PID,
+            started_at=1714557600.0,
+            gpus=["0"],
+            health="healthy",
+            network_mode="bridge",
+        ),
+        ContainerMeta(
+            id="d" * 64, name="old", image="busybox", state="exited", exit_code=137, restart_count=3, oom_killed=True
+        ),
     ]
     loop = _collector("cgroup_v1", metas)
     loop.run_once()
@@ -175,8 +199,10 @@ def test_collector_on_recorded_v1(promtool: Callable[[str], None]) -> None:
 
 
 def test_collector_on_v2(promtool: Callable[[str], None]) -> None:
-    metas = [ContainerMeta(id=cid, name=f"c{i}", image="img", state="running", pid=0)
-             for i, cid in enumerate((V2_SYSTEMD, V2_CGROUPFS))]
+    metas = [
+        ContainerMeta(id=cid, name=f"c{i}", image="img", state="running", pid=0)
+        for i, cid in enumerate((V2_SYSTEMD, V2_CGROUPFS))
+    ]
     loop = _collector("cgroup_v2", metas, up=False)
     loop.run_once()
     text = loop.latest().decode()

@@ -8,10 +8,10 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from llm_monitor_exporters.config import ConfigError, ServerConfig, build_config, read_yaml_mapping
-from llm_monitor_exporters.containers import ContainersConfig
-from llm_monitor_exporters.gpu import GpuConfig
-from llm_monitor_exporters.webconfig import BasicAuthenticator, load_web_config
+from llm_monitor_exporters.containers.containers import ContainersConfig
+from llm_monitor_exporters.core.config import ConfigError, ServerConfig, build_config, read_yaml_mapping
+from llm_monitor_exporters.core.webconfig import BasicAuthenticator, load_web_config
+from llm_monitor_exporters.gpu.gpu import GpuConfig
 
 HASH = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
 
@@ -68,8 +68,9 @@ def test_read_yaml_errors(tmp_path: Path) -> None:
 
 def test_web_config_basic_auth_and_headers(tmp_path: Path) -> None:
     wc = tmp_path / "web.yml"
-    wc.write_text(f"basic_auth_users:\n  prometheus: '{HASH}'\nhttp_server_config:\n  headers:\n"
-                  "    X-Frame-Options: deny\n")
+    wc.write_text(
+        f"basic_auth_users:\n  prometheus: '{HASH}'\nhttp_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+    )
     cfg = load_web_config(wc)
     assert cfg.tls is None
     assert cfg.headers == {"X-Frame-Options": "deny"}

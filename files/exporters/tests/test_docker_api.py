@@ -22,17 +22,17 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from conftest import cli, wait_for
-from llm_monitor_exporters.config import ConfigError
-from llm_monitor_exporters.containers import ContainerCollector, ContainersConfig
-from llm_monitor_exporters.docker_api import (
+from llm_monitor_exporters.containers.containers import ContainerCollector, ContainersConfig
+from llm_monitor_exporters.core.config import ConfigError
+from llm_monitor_exporters.docker.docker_api import (
     DockerAPIError,
     DockerClient,
     DockerURLError,
     Endpoint,
     parse_docker_url,
 )
-from llm_monitor_exporters.docker_meta import DockerMetadata
-from llm_monitor_exporters.vllm import VllmCollector, VllmConfig
+from llm_monitor_exporters.docker.docker_meta import DockerMetadata
+from llm_monitor_exporters.vllm.vllm import VllmCollector, VllmConfig
 
 
 class Exchange:
@@ -46,8 +46,10 @@ class Exchange:
 
     def answer(self, status: int, body: Any, content_type: str = "application/json") -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.conn.sendall(f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\n"
-                          f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        self.conn.sendall(
+            f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
 
     def start_chunked(self) -> None:
         self.conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -148,27 +150,33 @@ def _events_query(target: str) -> dict[str, list[str]]:
 
 
 # --- URLs --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("url", "endpoint"), [
-    ("unix:///var/run/docker.sock", Endpoint(unix_path="/var/run/docker.sock")),
-    ("tcp://127.0.0.1:2375", Endpoint(host="127.0.0.1", port=2375)),
-    ("http://docker-proxy:2380/", Endpoint(host="docker-proxy", port=2380)),
-    ("TCP://dockerhost", Endpoint(host="dockerhost", port=2375)),
-    ("tcp://[::1]:2375", Endpoint(host="::1", port=2375)),
-])
+@pytest.mark.parametrize(
+    ("url", "endpoint"),
+    [
+        ("unix:///var/run/docker.sock", Endpoint(unix_path="/var/run/docker.sock")),
+        ("tcp://127.0.0.1:2375", Endpoint(host="127.0.0.1", port=2375)),
+        ("http://docker-proxy:2380/", Endpoint(host="docker-proxy", port=2380)),
+        ("TCP://dockerhost", Endpoint(host="dockerhost", port=2375)),
+        ("tcp://[::1]:2375", Endpoint(host="::1", port=2375)),
+    ],
+)
 def test_parse_docker_url(url: str, endpoint: Endpoint) -> None:
     assert parse_docker_url(url) == endpoint
 
 
-@pytest.mark.parametrize(("url", "needle"), [
-    ("https://docker.example:2376", "TLS is not supported"),
-    ("ssh://user@host", "unsupported scheme 'ssh'"),
-    ("npipe:////./pipe/docker_engine", "unsupported scheme 'npipe'"),
-    ("unix://var/run/docker.sock", "absolute socket path"),
-    ("/var/run/docker.sock", "expected a URL with a scheme"),
-    ("tcp://host:notaport", "invalid port"),
-    ("tcp://host:2375/prefix", "path, query or fragment"),
-    ("tcp://:2375", "expected tcp://HOST:PORT"),
-])
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("https://docker.example:2376", "TLS is not supported"),
+        ("ssh://user@host", "unsupported scheme 'ssh'"),
+        ("npipe:////./pipe/docker_engine", "unsupported scheme 'npipe'"),
+        ("unix://var/run/docker.sock", "absolute socket path"),
+        ("/var/run/docker.sock", "expected a URL with a scheme"),
+        ("tcp://host:notaport", "invalid port"),
+        ("tcp://host:2375/prefix", "path, query or fragment"),
+        ("tcp://:2375", "expected tcp://HOST:PORT"),
+    ],
+)
 def test_bad_url_refused(url: str, needle: str) -> None:
     with pytest.raises(DockerURLError, match=re.escape(needle)):
         parse_docker_url(url)
@@ -208,14 +216,18 @@ def test_version_negotiated_once_and_connection_kept(daemon: FakeDaemon) -> None
         assert [c["Id"] for c in client.containers(all=True)] == ["a", "b"]
         assert client.containers() == [{"Id": "a"}, {"Id": "b"}]
         assert client.inspect("a") == {"Id": "a", "Name": "/one"}
-    assert daemon.requests == ["/_ping", "/version", "/v1.41/containers/json?all=1", "/v1.41/containers/json",
-                               "/v1.41/containers/a/json"]
+    assert daemon.requests == [
+        "/_ping",
+        "/version",
+        "/v1.41/containers/json?all=1",
+        "/v1.41/containers/json",
+        "/v1.41/containers/a/json",
+    ]
     assert daemon.connections == 1
 
 
 @pytest.mark.parametrize("version", [(200, {"Version": "odd"}), (403, {"message": "forbidden by the proxy"})])
-def test_unversioned_paths_when_the_daemon_gives_no_api_version(daemon: FakeDaemon,
-                                                                version: tuple[int, Any]) -> None:
+def test_unversioned_paths_when_the_daemon_gives_no_api_version(daemon: FakeDaemon, version: tuple[int, Any]) -> None:
     daemon.routes["/version"] = lambda ex: ex.answer(*version)
     daemon.routes["/containers/json"] = lambda ex: ex.answer(200, [])
     with DockerClient(daemon.url, timeout=2) as client:
@@ -320,8 +332,11 @@ def test_events_objects_split_across_chunks(daemon: FakeDaemon) -> None:
         events = list(client.events(since=100, until=200, filters={"type": "container"}))
     assert [e["Action"] for e in events] == ["start", "die", "oom", "rename", "destroy"]
     assert events[3]["Actor"]["Attributes"]["name"] == "café"
-    assert _events_query(daemon.requests[-1]) == {"since": ["100"], "until": ["200"],
-                                                  "filters": ['{"type": ["container"]}']}
+    assert _events_query(daemon.requests[-1]) == {
+        "since": ["100"],
+        "until": ["200"],
+        "filters": ['{"type": ["container"]}'],
+    }
     assert daemon.requests[-1].startswith("/v1.41/events?")
 
 
@@ -410,8 +425,12 @@ def test_close_from_another_thread_ends_events_promptly(daemon: FakeDaemon, clos
 
 
 def test_docker_metadata_on_the_fake_daemon(daemon: FakeDaemon) -> None:
-    inspect = {"Id": "c1", "Name": "/one", "Config": {"Image": "img:1", "Labels": {}},
-               "State": {"Status": "running", "Pid": 0, "StartedAt": "2024-05-01T10:00:00.123456789Z"}}
+    inspect = {
+        "Id": "c1",
+        "Name": "/one",
+        "Config": {"Image": "img:1", "Labels": {}},
+        "State": {"Status": "running", "Pid": 0, "StartedAt": "2024-05-01T10:00:00.123456789Z"},
+    }
     daemon.routes["/containers/json"] = lambda ex: ex.answer(200, [{"Id": "c1"}, {"Id": "gone"}])
     daemon.routes["/containers/c1/json"] = lambda ex: ex.answer(200, inspect)
 

@@ -9,17 +9,22 @@ from collections.abc import Callable
 import pytest
 
 from conftest import parse_samples, value
-from llm_monitor_exporters.collector import SnapshotLoop
-from llm_monitor_exporters.gpu import CRITICAL_XIDS, GpuCollector, GpuConfig, SimulationConfig
-from llm_monitor_exporters.nvml import NvmlError, NvmlGpuLost
-from llm_monitor_exporters.nvml_simulation import MODELS, SCENARIOS, SimulatedNvml, resolve_model
+from llm_monitor_exporters.core.collector import SnapshotLoop
+from llm_monitor_exporters.gpu.gpu import CRITICAL_XIDS, GpuCollector, GpuConfig, SimulationConfig
+from llm_monitor_exporters.gpu.nvml import NvmlError, NvmlGpuLost
+from llm_monitor_exporters.gpu.nvml_simulation import MODELS, SCENARIOS, SimulatedNvml, resolve_model
 
 
-def make(scenario: str = "busy", gpus: int = 2, model: str = "H100", mig: int = 0, **cfg: object
-         ) -> tuple[GpuCollector, SnapshotLoop, SimulatedNvml]:
+def make(
+    scenario: str = "busy", gpus: int = 2, model: str = "H100", mig: int = 0, **cfg: object
+) -> tuple[GpuCollector, SnapshotLoop, SimulatedNvml]:
     sim = SimulatedNvml(gpus=gpus, model=model, scenario=scenario, mig_devices=mig, pcie_latency=0.0)
-    config = GpuConfig(backend="simulation", pcie_interval=0.05, proc_root="/proc",
-                       simulation=SimulationConfig(gpus=gpus, model=model, scenario=scenario))
+    config = GpuConfig(
+        backend="simulation",
+        pcie_interval=0.05,
+        proc_root="/proc",
+        simulation=SimulationConfig(gpus=gpus, model=model, scenario=scenario),
+    )
     for key, val in cfg.items():
         setattr(config, key, val)
     collector = GpuCollector(config, sim)
@@ -78,9 +83,11 @@ def test_counters_never_decrease() -> None:
         first = samples(loop)
         time.sleep(0.3)
         second = samples(loop)
-        for name, lbls in (("llm_monitor_gpu_energy_joules_total", {}),
-                           ("llm_monitor_gpu_ecc_errors_total", {"type": "corrected"}),
-                           ("llm_monitor_gpu_nvlink_transmit_bytes_total", {})):
+        for name, lbls in (
+            ("llm_monitor_gpu_energy_joules_total", {}),
+            ("llm_monitor_gpu_ecc_errors_total", {"type": "corrected"}),
+            ("llm_monitor_gpu_nvlink_transmit_bytes_total", {}),
+        ):
             assert value(second, name, gpu="0", **lbls) >= value(first, name, gpu="0", **lbls)
         assert value(second, "llm_monitor_gpu_ecc_errors_total", gpu="0", type="corrected") > 0
         assert value(second, "llm_monitor_gpu_ecc_errors_total", gpu="0", type="uncorrected") >= 1
@@ -109,8 +116,12 @@ def test_idle_and_not_supported_fields_are_skipped() -> None:
         assert value(s, "llm_monitor_gpu_up", gpu="0") == 1
         assert value(s, "llm_monitor_gpu_clock_event_active", gpu="0", reason="gpu_idle") == 1
         assert value(s, "llm_monitor_gpu_utilization_ratio", gpu="0") == 0
-        for absent in ("llm_monitor_gpu_nvlink_links", "llm_monitor_gpu_mig_mode", "llm_monitor_gpu_fan_speed_ratio",
-                       "llm_monitor_gpu_process_memory_used_bytes"):
+        for absent in (
+            "llm_monitor_gpu_nvlink_links",
+            "llm_monitor_gpu_mig_mode",
+            "llm_monitor_gpu_fan_speed_ratio",
+            "llm_monitor_gpu_process_memory_used_bytes",
+        ):
             assert absent not in s
         assert value(s, "llm_monitor_exporter_collection_errors_total", kind="nvml_query") == 0
         assert value(s, "llm_monitor_gpu_memory_total_bytes", gpu="0") == 46068 * 1024 * 1024

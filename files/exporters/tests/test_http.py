@@ -17,11 +17,11 @@ import bcrypt
 import pytest
 
 from conftest import free_port, parse_samples, scrape, value
-from llm_monitor_exporters.collector import SnapshotLoop
-from llm_monitor_exporters.gpu import GpuCollector, GpuConfig
-from llm_monitor_exporters.httpserver import ListenError, MetricsServer, parse_listen_address
-from llm_monitor_exporters.nvml_simulation import SimulatedNvml
-from llm_monitor_exporters.webconfig import WebConfig, load_web_config
+from llm_monitor_exporters.core.collector import SnapshotLoop
+from llm_monitor_exporters.core.httpserver import ListenError, MetricsServer, parse_listen_address
+from llm_monitor_exporters.core.webconfig import WebConfig, load_web_config
+from llm_monitor_exporters.gpu.gpu import GpuCollector, GpuConfig
+from llm_monitor_exporters.gpu.nvml_simulation import SimulatedNvml
 
 
 @pytest.fixture
@@ -109,16 +109,36 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("openssl") is None:
         pytest.skip("openssl CLI missing")
     d = tmp_path_factory.mktemp("tls")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-                    "-keyout", str(d / "server.key"), "-out", str(d / "server.crt")],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(d / "server.key"),
+            "-out",
+            str(d / "server.crt"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
     # the exact exporter-toolkit format, relative file names resolved next to the web config
     (d / "web.yml").write_text(
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\n"
         f"basic_auth_users:\n  prometheus: '{hashed}'\n"
-        "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n")
+        "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
+    )
     return d
 
 

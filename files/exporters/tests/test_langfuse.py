@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from llm_monitor_testkit.langfuse_sim import SimulatedLangfuse, SimulatedLangfuseServer
 
 from conftest import parse_samples, value
-from llm_monitor_exporters.collector import SnapshotLoop
-from llm_monitor_exporters.config import ConfigError
-from llm_monitor_exporters.langfuse import (
+from llm_monitor_exporters.core.collector import SnapshotLoop
+from llm_monitor_exporters.core.config import ConfigError
+from llm_monitor_exporters.langfuse.langfuse import (
     LangfuseCollector,
     LangfuseConfig,
     LangfuseProject,
@@ -19,7 +20,6 @@ from llm_monitor_exporters.langfuse import (
     parse_error_count,
     parse_latency,
 )
-from llm_monitor_exporters.simulators.langfuse_sim import SimulatedLangfuse, SimulatedLangfuseServer
 
 SECRET = "sk-lf-test-secret-0000"
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 
 from conftest import FIXTURES
-from llm_monitor_exporters.litellm import host_of, parse_health, parse_model_info, parse_spend, provider_of
+from llm_monitor_exporters.litellm.litellm import host_of, parse_health, parse_model_info, parse_spend, provider_of
 
 REC = FIXTURES / "litellm"
 

@@ -16,8 +16,8 @@ import pytest
 from conftest import free_port, parse_samples, value
 from litellm_proxy import FAKE_API_KEY, MASTER_KEY, LitellmProxy, ensure_venv
 from llm_monitor_exporters import traffic
-from llm_monitor_exporters.collector import SnapshotLoop
-from llm_monitor_exporters.litellm import LitellmCollector, LitellmConfig
+from llm_monitor_exporters.core.collector import SnapshotLoop
+from llm_monitor_exporters.litellm.litellm import LitellmCollector, LitellmConfig
 
 pytestmark = pytest.mark.slow
 
@@ -117,9 +117,11 @@ def test_proxy_stopped_and_started(proxy: LitellmProxy, tmp_path: Path) -> None:
 
 
 def test_master_key_never_on_command_line() -> None:
-    from llm_monitor_exporters.cli import _specs, build_parser
+    from llm_monitor_exporters.cli import build_parser
+    from llm_monitor_exporters.registry import by_name
 
-    parser = build_parser(_specs())
+    entry = by_name("litellm")
+    parser = build_parser(entry, entry.load())
     help_text = parser._subparsers._group_actions[0].choices["litellm"].format_help()  # type: ignore[union-attr]
     assert "--master-key" not in help_text and "--api-key" not in help_text
 

@@ -9,7 +9,7 @@ import time
 from prometheus_client.core import GaugeMetricFamily
 
 from conftest import parse_samples, value
-from llm_monitor_exporters.collector import Collector, Snapshot, SnapshotLoop
+from llm_monitor_exporters.core.collector import Collector, Snapshot, SnapshotLoop
 
 
 class FakeCollector(Collector):
@@ -47,7 +47,9 @@ def test_snapshot_and_self_metrics() -> None:
     assert value(s, "llm_monitor_exporter_last_success_timestamp_seconds") > time.time() - 60
     assert value(s, "llm_monitor_exporter_snapshot_age_seconds") is not None
     # gzip form is valid and has the same content
-    assert gzip.decompress(loop.latest(want_gzip=True)).startswith(loop.latest().split(b"# HELP llm_monitor_exporter_snapshot_age")[0])
+    assert gzip.decompress(loop.latest(want_gzip=True)).startswith(
+        loop.latest().split(b"# HELP llm_monitor_exporter_snapshot_age")[0]
+    )
 
 
 def test_exception_keeps_last_families() -> None:

@@ -14,12 +14,12 @@ from pathlib import Path
 import aiohttp
 import bcrypt
 import pytest
+from llm_monitor_testkit.ollama_sim import SAMPLES, load_sample
 
 from conftest import parse_samples, value
-from llm_monitor_exporters.ollama_metrics import Histogram, ModelLabels, OllamaMetrics, normalise_endpoint
-from llm_monitor_exporters.ollama_proxy import Inspector, inspect_request, parse_ps, parse_tags
-from llm_monitor_exporters.simulators.ollama_sim import SAMPLES, load_sample
-from llm_monitor_exporters.webconfig import WebConfig
+from llm_monitor_exporters.core.webconfig import WebConfig
+from llm_monitor_exporters.ollama.ollama_metrics import Histogram, ModelLabels, OllamaMetrics, normalise_endpoint
+from llm_monitor_exporters.ollama.ollama_proxy import Inspector, inspect_request, parse_ps, parse_tags
 from ollama_support import run as arun
 from ollama_support import stack
 
@@ -74,10 +74,19 @@ def test_missing_stream_means_streaming() -> None:
 
 def test_model_label_cap() -> None:
     labels = ModelLabels(limit=3)
-    assert [labels.label(m) for m in ("a", "b", "a", "c", "d", "e", "b")] == ["a", "b", "a", "c", "other", "other", "b"]
-    assert labels.label(None) == "unknown"
-    assert labels.label(42) == "unknown"
-    assert ModelLabels(5).label("x" * 500) == "other"
+    assert [labels.admit(m) for m in ("a", "b", "a", "c", "d", "e", "b")] == ["a", "b", "a", "c", "other", "other", "b"]
+    assert labels.admit(None) == "unknown"
+    assert labels.admit(42) == "unknown"
+    assert ModelLabels(5).admit("x" * 500) == "other"
+    # a name Ollama has not confirmed keeps no label of its own and takes no room
+    labels = ModelLabels(limit=2)
+    assert [labels.lookup(m) for m in ("a", "b", "c")] == ["other", "other", "other"]
+    assert labels.lookup(None) == "unknown"
+    labels.listed(["llama3.2:latest"])
+    assert labels.lookup("llama3.2") == "llama3.2"  # Ollama's alias of a listed model
+    assert labels.lookup("llama3.2:latest") == "llama3.2:latest"
+    assert labels.admitted == 2
+    assert labels.admit("gemma2:2b") == "other"  # the budget is full
 
 
 def test_histogram_buckets() -> None:
@@ -241,17 +250,87 @@ def test_upstream_connections_are_reused() -> None:
 
 def test_model_cardinality_cap_end_to_end() -> None:
     async def body() -> None:
-        async with stack(max_models=3) as st:
-            for name in ("llama3.2", "gemma2:2b", "m1", "m2", "m3", "m4", "llama3.2"):
+        # the simulated Ollama lists 6 models (5 installed, mistral:latest loaded): the first poll admits them all;
+        # llama3.2 (answered 200) takes the 7th and last label; llama3 answers 200 too but finds the budget full;
+        # m1..m3 do not exist (404) and never get a label of their own
+        async with stack(max_models=7) as st:
+            for name in ("llama3.2", "gemma2:2b", "m1", "m2", "m3", "llama3", "llama3.2"):
                 async with st.session.post(st.url + "/api/chat", json={"model": name, "messages": []}) as r:
                     await r.read()
             s = await st.samples()
             models = {lbl["model"] for lbl, _v in s["llm_monitor_ollama_requests_total"]}
-            assert models == {"llama3.2", "gemma2:2b", "m1", "other"}
+            assert models == {"llama3.2", "gemma2:2b", "other"}
             assert value(s, "llm_monitor_ollama_requests_total", model="other", endpoint="chat", status="404") == 3
+            assert value(s, "llm_monitor_ollama_requests_total", model="other", endpoint="chat", status="200") == 1
             assert value(s, "llm_monitor_ollama_requests_total", model="llama3.2", endpoint="chat", status="200") == 2
+            assert value(s, "llm_monitor_ollama_requests_total", model="gemma2:2b", endpoint="chat", status="200") == 1
             paths = {lbl["endpoint"] for lbl, _v in s["llm_monitor_ollama_requests_total"]}
             assert paths == {"chat"}
+
+    arun(body)
+
+
+def test_unknown_models_do_not_use_up_the_label_budget() -> None:
+    """60 requests for models that do not exist (404, as Ollama answers) leave room for the real ones."""
+
+    async def body() -> None:
+        async with stack() as st:  # max_models 50
+            for i in range(60):
+                async with st.session.post(st.url + "/api/generate", json={"model": f"nope-{i}", "prompt": "x"}) as r:
+                    assert r.status == 404
+                    assert await r.json() == {"error": f"model 'nope-{i}' not found"}
+            # a model pulled since the last poll (Ollama answers for it, its listing does not show it yet) and one
+            # the poll listed
+            st.sim.installed.add("phi3:mini")
+            async with st.session.post(st.url + "/api/generate", json={"model": "phi3:mini", "prompt": "x"}) as r:
+                assert r.status == 200
+                await r.read()
+            async with st.session.post(st.url + "/api/generate", json={"model": "gemma2:2b", "prompt": "x"}) as r:
+                await r.read()
+            s = await st.samples()
+            assert value(s, "llm_monitor_ollama_requests_total", model="other", endpoint="generate", status="404") == 60
+            assert {lbl["model"] for lbl, _v in s["llm_monitor_ollama_requests_total"]} == {
+                "other",
+                "phi3:mini",
+                "gemma2:2b",
+            }
+            assert value(s, GEN, model="phi3:mini", endpoint="generate") == 8
+            assert value(s, GEN, model="gemma2:2b", endpoint="generate") == 8
+            assert (
+                value(s, "llm_monitor_ollama_time_to_first_token_seconds_count", model="phi3:mini", endpoint="generate")
+                == 1
+            )
+            assert all(not lbl["model"].startswith("nope-") for fam in s.values() for lbl, _v in fam if "model" in lbl)
+
+    arun(body)
+
+
+def test_listed_model_keeps_its_label_for_errors() -> None:
+    """A model Ollama listed (or answered for) is labelled by name in its 5xx and 502s too, not only in its 200s."""
+
+    async def body() -> None:
+        async with stack("error_burst") as st:  # 500 for every generation; the poll still lists the models
+            async with st.session.post(st.url + "/api/generate", json={"model": "gemma2:2b", "prompt": "x"}) as r:
+                assert r.status == 500
+            s = await st.samples()
+            assert (
+                value(s, "llm_monitor_ollama_requests_total", model="gemma2:2b", endpoint="generate", status="500") == 1
+            )
+        async with stack() as st:
+            st.sim.installed.add("phi3:mini")  # pulled since the poll: only the 200 below says it exists
+            async with st.session.post(st.url + "/api/generate", json={"model": "phi3:mini"}) as r:
+                assert r.status == 200
+                await r.read()
+            await st.sim.close()  # Ollama goes away
+            async with st.session.post(st.url + "/api/generate", json={"model": "phi3:mini"}) as r:
+                assert r.status == 502
+            async with st.session.post(st.url + "/api/generate", json={"model": "phi4"}) as r:
+                assert r.status == 502  # never confirmed
+            s = await st.samples()
+            assert (
+                value(s, "llm_monitor_ollama_requests_total", model="phi3:mini", endpoint="generate", status="502") == 1
+            )
+            assert value(s, "llm_monitor_ollama_requests_total", model="other", endpoint="generate", status="502") == 1
 
     arun(body)
 
@@ -269,9 +348,9 @@ def test_upstream_down_502_then_still_serving() -> None:
             assert await st.error_count("upstream_connect") == 2
             s = await st.samples()
             assert value(s, "llm_monitor_ollama_up") == 0
-            assert (
-                value(s, "llm_monitor_ollama_requests_total", model="llama3.2", endpoint="generate", status="502") == 2
-            )
+            # Ollama never answered, so nothing confirmed that llama3.2 exists: "other" (a model it listed or
+            # answered for keeps its label: test_listed_model_keeps_its_label_for_errors)
+            assert value(s, "llm_monitor_ollama_requests_total", model="other", endpoint="generate", status="502") == 2
         async with stack("upstream_down") as st:  # accepts, then closes without answering
             async with st.session.post(st.url + "/api/chat", json={"model": "llama3.2"}) as r:
                 assert r.status == 502
@@ -475,14 +554,14 @@ def test_metrics_basic_auth() -> None:
 def test_cli_check_config(tmp_path: Path) -> None:
     from conftest import cli
 
-    res = cli("ollama-proxy", "--check-config")
-    assert res.returncode == 0 and "exporter ollama-proxy" in res.stdout and "listen :9439" in res.stdout
+    res = cli("ollama_proxy", "--check-config")
+    assert res.returncode == 0 and "exporter ollama_proxy" in res.stdout and "listen :9439" in res.stdout
     cfg = tmp_path / "ollama.yml"
-    cfg.write_text("ollama-proxy:\n  upstream_url: localhost:11434\n")
-    res = cli("ollama-proxy", "--config", str(cfg), "--check-config")
-    assert res.returncode == 1 and "ollama-proxy.upstream_url" in res.stderr
-    cfg.write_text("ollama-proxy:\n  max_models: 0\n")
-    res = cli("ollama-proxy", "--config", str(cfg), "--check-config")
+    cfg.write_text("ollama_proxy:\n  upstream_url: localhost:11434\n")
+    res = cli("ollama_proxy", "--config", str(cfg), "--check-config")
+    assert res.returncode == 1 and "ollama_proxy.upstream_url" in res.stderr
+    cfg.write_text("ollama_proxy:\n  max_models: 0\n")
+    res = cli("ollama_proxy", "--config", str(cfg), "--check-config")
     assert res.returncode == 1 and "max_models" in res.stderr
 
 
@@ -491,7 +570,7 @@ def test_metrics_tls_from_web_config_file(tmp_path: Path) -> None:
     import ssl
     import subprocess
 
-    from llm_monitor_exporters.webconfig import load_web_config
+    from llm_monitor_exporters.core.webconfig import load_web_config
 
     if shutil.which("openssl") is None:
         pytest.skip("openssl CLI missing")
@@ -535,5 +614,188 @@ def test_metrics_tls_from_web_config_file(tmp_path: Path) -> None:
                 assert r.status == 401
             with pytest.raises(aiohttp.ClientError):
                 await st.session.get(st.metrics_url)  # plain HTTP on the TLS port
+
+    arun(body)
+
+
+# --- request duration by status, upstream connections, final-line detection ---------------------------------------
+def test_request_duration_is_split_by_status() -> None:
+    """Fast 404s/502s and 499 disconnects do not land in the latency histogram of the answers."""
+
+    async def body() -> None:
+        async with stack(sim_kwargs={"tokens": 8, "token_interval": 0.02}) as st:
+            for _ in range(3):
+                async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                    assert r.status == 200
+                    await r.read()
+            async with st.session.post(st.url + "/api/generate", json={"model": "nope"}) as r:
+                assert r.status == 404
+            async with (
+                aiohttp.ClientSession() as own,
+                own.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r,
+            ):
+                await r.content.readline()
+                r.close()  # the client goes away mid-answer: 499
+            for _ in range(100):
+                if st.sim.stats.streams_cancelled:
+                    break
+                await asyncio.sleep(0.02)
+            await st.sim.close()
+            async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                assert r.status == 502
+            s = await st.samples()
+
+        dur = "llm_monitor_ollama_request_duration_seconds"
+        lbl = {"model": "llama3.2", "endpoint": "generate"}
+        assert value(s, dur + "_count", **lbl, status="200") == 3
+        assert value(s, dur + "_count", **lbl, status="499") == 1
+        assert value(s, dur + "_count", **lbl, status="502") == 1
+        assert value(s, dur + "_count", model="other", endpoint="generate", status="404") == 1
+        # the answers' series holds only answers: 8 tokens 20 ms apart take at least 0.14 s each
+        assert value(s, dur + "_sum", **lbl, status="200") >= 3 * 0.14
+        assert value(s, dur + "_bucket", **lbl, status="200", le="0.1") == 0
+        assert value(s, dur + "_bucket", **lbl, status="502", le="0.1") == 1
+        # one series per (model, endpoint, status) of requests_total, with the same counts
+        requests = {tuple(sorted(lb.items())): v for lb, v in s["llm_monitor_ollama_requests_total"]}
+        counts = {tuple(sorted(lb.items())): v for lb, v in s[dur + "_count"]}
+        assert counts == requests
+
+    arun(body)
+
+
+def test_upstream_connection_pool_is_exported() -> None:
+    """Connection reuse is visible from Prometheus: opened vs reused connections, open ones active and idle."""
+
+    async def body() -> None:
+        async with stack(sim_kwargs={"tokens": 40, "token_interval": 0.02}) as st:
+            s0 = await st.samples()
+            opened0 = value(s0, "llm_monitor_ollama_upstream_connections_opened_total")
+            reused0 = value(s0, "llm_monitor_ollama_upstream_connections_reused_total")
+            assert opened0 is not None and opened0 >= 1  # the first poll's
+            assert reused0 is not None
+            assert value(s0, "llm_monitor_ollama_upstream_connections", state="active") == 0
+            assert value(s0, "llm_monitor_ollama_upstream_connections", state="idle") >= 1
+            for i in range(10):
+                async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2", "stream": False}) as r:
+                    assert r.status == 200, i
+                    await r.read()
+            s1 = await st.samples()
+            assert value(s1, "llm_monitor_ollama_upstream_connections_opened_total") - opened0 <= 1
+            assert value(s1, "llm_monitor_ollama_upstream_connections_reused_total") - reused0 >= 9
+            assert st.sim.stats.connections == value(s1, "llm_monitor_ollama_upstream_connections_opened_total")
+            # two streams at once: two connections carry requests while they run
+            streams = [
+                asyncio.create_task(st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}))
+                for _ in range(2)
+            ]
+            responses = await asyncio.gather(*streams)
+            await responses[0].content.readline()
+            await responses[1].content.readline()
+            s2 = await st.samples()
+            assert value(s2, "llm_monitor_ollama_upstream_connections", state="active") == 2
+            for r in responses:
+                await r.read()
+                r.release()
+            s3 = await st.samples()
+            assert value(s3, "llm_monitor_ollama_upstream_connections", state="active") == 0
+            assert value(s3, "llm_monitor_ollama_upstream_connections", state="idle") >= 2
+
+    arun(body)
+
+
+async def _raw_upstream(pieces: list[bytes], delay: float = 0.002) -> tuple[aiohttp.web.AppRunner, int]:
+    """An upstream that streams one recorded answer in exactly the given pieces (one write each)."""
+    from aiohttp import web
+
+    async def generate(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await resp.prepare(request)
+        for piece in pieces:
+            await resp.write(piece)
+            await asyncio.sleep(delay)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_post("/api/generate", generate)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+def _final_split_inside_done(data: bytes) -> list[bytes]:
+    cut = data.rindex(b'"done":true') + len(b'"done":tr')
+    return [data[:cut], data[cut:]]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["one_write", "line_per_write", "final_split_inside_done", "byte_per_write", "python_spacing", "nested_done"],
+)
+def test_final_statistics_found_however_the_stream_is_cut(layout: str) -> None:
+    """The proxy reads counts and durations from the final line only; these must come out right for any cut."""
+    data = (SAMPLES / "generate_stream.ndjson").read_bytes()
+    lines = data.splitlines(keepends=True)
+    expected_tokens = 259
+    if layout == "python_spacing":  # another encoder's spacing: "done": true
+        data = b"".join(json.dumps(json.loads(line)).encode() + b"\n" for line in lines)
+        lines = data.splitlines(keepends=True)
+    if layout == "nested_done":  # a middle line carrying a nested "done":true (tool call arguments) is not final
+        tool = {"model": "llama3.2", "created_at": "x", "response": "", "done": False,
+                "message": {"tool_calls": [{"function": {"name": "f", "arguments": {"done": True}}}]}}  # fmt: skip
+        lines.insert(2, json.dumps(tool, separators=(",", ":")).encode() + b"\n")
+        data = b"".join(lines)
+    if layout == "one_write":
+        pieces = [data]
+    elif layout == "final_split_inside_done":
+        pieces = _final_split_inside_done(data)
+    elif layout == "byte_per_write":
+        pieces = [data[i : i + 1] for i in range(len(data))]
+    else:
+        pieces = lines
+
+    async def body() -> None:
+        runner, port = await _raw_upstream(pieces, delay=0 if layout == "byte_per_write" else 0.002)
+        try:
+            async with stack(upstream_port=port) as st:
+                async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                    assert r.status == 200
+                    assert await r.read() == data  # relayed unchanged
+                s = await st.samples()
+        finally:
+            await runner.cleanup()
+        lbl = {"model": "llama3.2", "endpoint": "generate"}
+        assert value(s, GEN, **lbl) == expected_tokens
+        assert value(s, "llm_monitor_ollama_prompt_tokens_total", **lbl) == 26
+        assert value(s, "llm_monitor_ollama_total_duration_seconds_sum", **lbl) == pytest.approx(10.706818083)
+        assert value(s, "llm_monitor_ollama_load_duration_seconds_sum", **lbl) == pytest.approx(6.338219291)
+        assert value(s, "llm_monitor_ollama_time_to_first_token_seconds_count", **lbl) == 1
+        assert value(s, "llm_monitor_ollama_tokens_per_second_count", **lbl) == 1
+        for kind in ("truncated_stream", "upstream_malformed"):
+            assert value(s, "llm_monitor_ollama_errors_total", kind=kind) == 0, kind
+
+    arun(body)
+
+
+def test_broken_middle_line_is_counted_malformed() -> None:
+    data = (SAMPLES / "generate_stream.ndjson").read_bytes()
+    lines = data.splitlines(keepends=True)
+    lines[2] = lines[2][:-10] + b"\n"  # a middle line cut short, after the first token
+
+    async def body() -> None:
+        runner, port = await _raw_upstream(lines)
+        try:
+            async with stack(upstream_port=port) as st:
+                async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                    assert r.status == 200
+                    await r.read()
+                s = await st.samples()
+        finally:
+            await runner.cleanup()
+        assert value(s, "llm_monitor_ollama_errors_total", kind="upstream_malformed") == 1
+        assert value(s, GEN, model="llama3.2", endpoint="generate") == 259  # the final line still counts
 
     arun(body)

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from llm_monitor_testkit.ollama_sim import OllamaSimulator
 
 from conftest import free_port, parse_samples, value, wait_for
-from llm_monitor_exporters.simulators.ollama_sim import OllamaSimulator
 from llm_monitor_exporters.traffic import PROMPTS, Options, UsageError, execute, main, percentile, validate
 from ollama_support import FAST, stack
 from ollama_support import run as arun
@@ -139,14 +139,17 @@ def test_connect_errors_and_burst_profile() -> None:
 
 
 def test_cli_subprocesses_sim_proxy_traffic(tmp_path: Path) -> None:
-    """The three command lines end to end, each in its own process, bounded and shut down by SIGTERM."""
+    """The three command lines end to end (testkit simulator, proxy, traffic), each in its own process, bounded and
+    shut down by SIGTERM."""
     sim_port, proxy_port, metrics_port = free_port(), free_port(), free_port()
     exe = [sys.executable, "-m", "llm_monitor_exporters"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     procs = [
         subprocess.Popen(
             [
-                *exe,
+                sys.executable,
+                "-m",
+                "llm_monitor_testkit",
                 "simulate",
                 "ollama",
                 "--listen",
@@ -163,7 +166,7 @@ def test_cli_subprocesses_sim_proxy_traffic(tmp_path: Path) -> None:
         subprocess.Popen(
             [
                 *exe,
-                "ollama-proxy",
+                "ollama_proxy",
                 "--proxy-listen-address",
                 f"127.0.0.1:{proxy_port}",
                 "--upstream-url",

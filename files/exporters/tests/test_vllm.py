@@ -15,15 +15,15 @@ from typing import Any
 
 import bcrypt
 import pytest
+from llm_monitor_testkit.vllm_sim import SimulatedVllm, SimulatedVllmServer
 
 from conftest import free_port, parse_samples, value, wait_for
-from llm_monitor_exporters.collector import SnapshotLoop
-from llm_monitor_exporters.config import ConfigError
-from llm_monitor_exporters.httpserver import MetricsServer
-from llm_monitor_exporters.simulators.vllm_sim import SimulatedVllm, SimulatedVllmServer
-from llm_monitor_exporters.vllm import StaticEndpoint, VllmCollector, VllmConfig, parse_models
-from llm_monitor_exporters.vllm_discovery import matches, server_port, target_for
-from llm_monitor_exporters.webconfig import load_web_config
+from llm_monitor_exporters.core.collector import SnapshotLoop
+from llm_monitor_exporters.core.config import ConfigError
+from llm_monitor_exporters.core.httpserver import MetricsServer
+from llm_monitor_exporters.core.webconfig import load_web_config
+from llm_monitor_exporters.vllm.vllm import StaticEndpoint, VllmCollector, VllmConfig, parse_models
+from llm_monitor_exporters.vllm.vllm_discovery import matches, server_port, target_for
 
 MODEL = "simulated/llama-3-8b-instruct"
 

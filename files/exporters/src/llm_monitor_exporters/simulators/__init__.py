@@ -1,1 +1,0 @@
-"""SIMULATED upstreams for tests and demos (nothing here talks to a real service; values are made up)."""
