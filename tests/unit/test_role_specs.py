@@ -92,3 +92,11 @@ def test_readme_variable_table_is_the_argument_spec(role: Path) -> None:
     assert role_docs.rewrite(role / "README.md", role_docs.table(role)) == readme, (
         f"{role.name}: README's variable table differs from meta/argument_specs.yml; run tests/harness/role_docs.py"
     )
+
+
+def test_the_exporter_catalog_and_the_packages_registry_name_the_same_exporters_and_ports() -> None:
+    """Ansible's catalog and llm-monitor-exporter's subcommands: one list of names and default ports."""
+    from ansible_collections.llm_monitor.fleet.plugins.module_utils.fleet_catalog import EXPORTERS
+    from llm_monitor_exporters.registry import EXPORTERS as REGISTRY
+
+    assert [(e.name, e.default_port) for e in EXPORTERS] == [(e.name, e.default_port) for e in REGISTRY]
