@@ -92,6 +92,21 @@ def scrape_address(host: str, host_vars: Mapping[str, Any]) -> Address:
     return address(host, "the inventory hostname", host)
 
 
+def _kind(value: Any) -> str:
+    """What YAML made of a value, in YAML's words (Ansible wraps values in its own types)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple, set)):
+        return "a list"
+    return type(value).__name__
+
+
 def labels(host: str, value: Any, also_reserved: Mapping[str, str] | None = None) -> dict[str, str]:
     """fleet_labels: label names Prometheus accepts and no exporter emits, each with a non-empty string value."""
     if value is None:
@@ -117,7 +132,7 @@ def labels(host: str, value: Any, also_reserved: Mapping[str, str] | None = None
         if not isinstance(label_value, str):
             shown = "null" if label_value is None else repr(label_value)
             raise InventoryError(
-                f"host '{host}': fleet_labels.{name}={shown} is not a string ({type(label_value).__name__}): write "
+                f"host '{host}': fleet_labels.{name}={shown} is not a string ({_kind(label_value)}): write "
                 f'label values as quoted strings ({name}: "..."); YAML reads 012 as the number 10, true as a boolean '
                 "and an empty value as null"
             )

@@ -400,7 +400,7 @@ BAD_INPUTS = {
     ),
     "label value that is not a string": (
         _host_vars("node-1", fleet_labels={"rack": 12}),
-        ["host 'node-1': fleet_labels.rack=12 is not a string (int)", 'rack: "..."'],
+        ["host 'node-1': fleet_labels.rack=12 is not a string (a number)", 'rack: "..."'],
     ),
     "one machine under two names differing in case": (
         _add_host_named_in_other_case,

@@ -29,6 +29,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -398,9 +399,6 @@ def provide_testkit_wheel(fleet: Fleet) -> None:
     vllm_servers, ollama_servers and langfuse_servers whose copy differs. llm_upstreams.yml installs it into its own
     virtualenv with every dependency from the exporters' wheelhouse that the exporters role left on the host.
     """
-    import hashlib
-    import tempfile
-
     hosts = [h for h in fleet.hosts if {"vllm_servers", "ollama_servers", "langfuse_servers"} & set(h.groups)]
     if not hosts:
         return
@@ -484,7 +482,7 @@ def status(fleet: Fleet) -> str:
     lines = []
     if fleet.publish:
         base = f"http://127.0.0.1:{fleet.publish}"
-        lines.append(f"Prometheus: {base}/  (targets: {base}/targets, API: {base}/api/v1/targets)")
+        lines.append(f"Prometheus: {base}/  (targets: {base}{_targets_page(fleet)}, API: {base}/api/v1/targets)")
     targets = prometheus_api(fleet, "/api/v1/targets")["data"]["activeTargets"]
     for target in sorted(targets, key=lambda t: (t["labels"]["job"], t["labels"]["instance"])):
         labels = target["labels"]
@@ -493,6 +491,27 @@ def status(fleet: Fleet) -> str:
             f"  {labels['job']:<16} {labels['instance']:<10} {target['health']:<8} {target['scrapeUrl']}  {extra}"
         )
     return "\n".join(lines)
+
+
+def _targets_page(fleet: Fleet) -> str:
+    """The path of Prometheus' targets page: /targets (Prometheus 3), /classic/targets (Debian's build, classic UI)."""
+    mon = next(h for h in fleet.hosts if "monitoring" in h.groups)
+    for path in ("/targets", "/classic/targets"):
+        probe = docker(
+            "exec",
+            fleet.container(mon.name),
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            f"http://127.0.0.1:9090{path}",
+            check=False,
+        )
+        if probe.stdout.strip() == "200":
+            return path
+    return "/targets"
 
 
 def expected_target_count(fleet: Fleet) -> int:

@@ -207,7 +207,7 @@ def test_two_inventory_names_differing_only_in_case_are_one_machine_scraped_twic
         ({"__meta": "x"}, "fleet_labels key '__meta' is reserved"),
         ({"instance": "x"}, "fleet_labels key 'instance' is reserved"),
         ({"host": "x"}, "fleet_labels key 'host' is reserved"),
-        ({"team": ["a", "b"]}, "fleet_labels.team=['a', 'b'] is not a string (list)"),
+        ({"team": ["a", "b"]}, "fleet_labels.team=['a', 'b'] is not a string (a list)"),
         ({1: "x"}, "fleet_labels key 1 is not a valid Prometheus label name"),
         (["team"], "fleet_labels must be a mapping"),
     ],
@@ -237,7 +237,7 @@ def test_external_label_names_are_refused_when_the_caller_reserves_them() -> Non
 
 @pytest.mark.parametrize(
     ("value", "kind"),
-    [(True, "bool"), (10, "int"), (1.5, "float"), (None, "NoneType")],
+    [(True, "a boolean"), (10, "a number"), (1.5, "a number"), (None, "null")],
 )
 def test_label_values_that_are_not_strings_are_refused_saying_how_to_write_them(value: Any, kind: str) -> None:
     hostvars, groups = _inventory(gpu1={"fleet_labels": {"rack": value}})

@@ -6,27 +6,21 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import pytest
+from llm_monitor_testkit.checks import free_port, parse_samples, value, wait_for  # noqa: F401 - the tests import them from here
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures"
 TEST_IMAGE = "llm-monitor-test/busybox:1"
 CONTAINER_PREFIX = "lmx-test-"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def cli(*args: str, timeout: float = 20, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -43,18 +37,6 @@ def cli(*args: str, timeout: float = 20, env: dict[str, str] | None = None) -> s
 def scrape(url: str, timeout: float = 5, **kwargs: Any) -> str:
     with urllib.request.urlopen(url, timeout=timeout, **kwargs) as resp:
         return str(resp.read().decode())
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10, step: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return True
-        except Exception:
-            pass
-        time.sleep(step)
-    return False
 
 
 @contextlib.contextmanager
@@ -145,19 +127,41 @@ def make_container(docker_client: Any) -> Iterator[Callable[..., Any]]:
             docker_client.containers.get(name).remove(force=True)
 
 
-def parse_samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """Tiny exposition parser for assertions: name -> [(labels, value)]."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    out: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for fam in text_string_to_metric_families(text):
-        for s in fam.samples:
-            out.setdefault(s.name, []).append((dict(s.labels), float(s.value)))
-    return out
-
-
-def value(samples: dict[str, list[tuple[dict[str, str], float]]], metric: str, /, **labels: str) -> float | None:
-    for lbls, val in samples.get(metric, []):
-        if all(lbls.get(k) == v for k, v in labels.items()):
-            return val
-    return None
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A self-signed certificate for 127.0.0.1 and a web.yml (exporter-toolkit format) with TLS and basic auth
+    (prometheus / s3cret)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI missing")
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(d / "server.key"),
+            "-out",
+            str(d / "server.crt"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
+    # the exact exporter-toolkit format, relative file names resolved next to the web config
+    (d / "web.yml").write_text(
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\n"
+        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
+        "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
+    )
+    return d

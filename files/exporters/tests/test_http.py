@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import shutil
 import ssl
-import subprocess
 import threading
 import time
 import urllib.error
@@ -13,7 +11,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import bcrypt
 import pytest
 
 from conftest import free_port, parse_samples, scrape, value
@@ -102,44 +99,6 @@ def test_parse_listen_address() -> None:
         parse_listen_address("9835")
     with pytest.raises(ListenError):
         parse_listen_address("host:http")
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI missing")
-    d = tmp_path_factory.mktemp("tls")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            "-keyout",
-            str(d / "server.key"),
-            "-out",
-            str(d / "server.crt"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
-    # the exact exporter-toolkit format, relative file names resolved next to the web config
-    (d / "web.yml").write_text(
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\n"
-        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
-        "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
-    )
-    return d
 
 
 def _get(url: str, ctx: ssl.SSLContext, user: str | None = None, password: str = "") -> tuple[int, str, dict[str, str]]:

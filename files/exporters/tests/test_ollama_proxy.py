@@ -565,45 +565,13 @@ def test_cli_check_config(tmp_path: Path) -> None:
     assert res.returncode == 1 and "max_models" in res.stderr
 
 
-def test_metrics_tls_from_web_config_file(tmp_path: Path) -> None:
-    import shutil
+def test_metrics_tls_from_web_config_file(tls_files: Path) -> None:
     import ssl
-    import subprocess
 
     from llm_monitor_exporters.core.webconfig import load_web_config
 
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI missing")
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(tmp_path / "server.key"),
-            "-out",
-            str(tmp_path / "server.crt"),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
-    (tmp_path / "web.yml").write_text(
-        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
-        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
-    )
-    web = load_web_config(tmp_path / "web.yml")
-    ctx = ssl.create_default_context(cafile=str(tmp_path / "server.crt"))
+    web = load_web_config(tls_files / "web.yml")
+    ctx = ssl.create_default_context(cafile=str(tls_files / "server.crt"))
 
     async def body() -> None:
         async with stack(web=web) as st:
