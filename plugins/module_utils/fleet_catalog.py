@@ -205,6 +205,25 @@ RESERVED_LABELS: dict[str, str] = {
     "exception_class": "LiteLLM",
     "client_ip": "LiteLLM",
     "user_agent": "LiteLLM",
+    "user_email": "LiteLLM",
+    "user_alias": "LiteLLM",
+    "org_id": "LiteLLM",
+    "org_alias": "LiteLLM",
+    "project_id": "LiteLLM",
+    "project_alias": "LiteLLM",
+    "tag": "LiteLLM",
+    "provider": "LiteLLM",
+    "deployment": "LiteLLM",
+    "service_tier": "LiteLLM",
+    "model_group": "LiteLLM",
+    "fallback_model": "LiteLLM",
+    "callback_name": "LiteLLM",
+    "stream": "LiteLLM",
+    "mcp_tool_name": "LiteLLM",
+    "mcp_server_name": "LiteLLM",
+    "input_sequence_length": "LiteLLM",
+    "rate_limit_category": "LiteLLM",
+    "rate_limit_type": "LiteLLM",
     # node_exporter
     "cpu": "node_exporter",
     "mode": "node_exporter",
@@ -250,8 +269,11 @@ RESERVED_LABELS: dict[str, str] = {
     "rule_group": "Prometheus",
     "url": "Prometheus",
 }
-# A name with one of these prefixes is Prometheus' own (__name__, __address__) or the result of a collision.
-RESERVED_LABEL_PREFIXES: tuple[str, ...] = ("__", "exported_")
+# A name with one of these prefixes is Prometheus' own (__name__, __address__), the result of a collision, or
+# LiteLLM's caller label kept under another name by the litellm job (litellm_team).
+RESERVED_LABEL_PREFIXES: tuple[str, ...] = ("__", "exported_", "litellm_")
+# LiteLLM's caller labels a fleet label may take anyway (see above): the litellm job renames LiteLLM's on a clash.
+RENAMED_ON_CLASH: dict[str, str] = {"team": "LiteLLM", "user": "LiteLLM"}
 
 
 def reserved_label(name: str) -> str | None:

@@ -180,17 +180,6 @@ def test_every_url_the_demo_prints_answers_with_its_page(fleet: harness.Fleet) -
         assert "# TYPE" in exec_in(fleet, "mon-1", "curl", "-fsS", "--max-time", "10", url), url
 
 
-def test_every_label_name_in_prometheus_is_reserved_or_a_fleet_label(fleet: harness.Fleet) -> None:
-    """The reserved list (plugins/module_utils/fleet_catalog.py) knows every label the exporters and upstreams emit."""
-    from ansible_collections.llm_monitor.fleet.plugins.module_utils.fleet_catalog import reserved_label
-
-    wait_for(lambda: all_up(fleet, {("litellm", "mon-1"), ("langfuse", "mon-1"), ("gpu", "node-1")}), timeout=120)
-    fleet_label_names = {name for h in HOSTS for name in h["labels"]}
-    names = set(harness.prometheus_api(fleet, "/api/v1/labels")["data"])
-    unknown = sorted(n for n in names - fleet_label_names if reserved_label(n) is None and n != "__name__")
-    assert not unknown, f"label names no entry of RESERVED_LABELS covers: {unknown}"
-
-
 def test_simulated_gpu_metrics_of_the_gpu_host_reach_prometheus(fleet: harness.Fleet) -> None:
     wait_for(lambda: all_up(fleet, {("gpu", "node-1")}))
     target = targets(fleet)[("gpu", "node-1")]
@@ -263,6 +252,10 @@ def test_llm_traffic_shows_up_in_every_llm_job(fleet: harness.Fleet) -> None:
         'sum(litellm_proxy_total_requests_metric_total{job="litellm",instance="mon-1",requested_model="mock-gpt"})'
     )
     wait_for(lambda: values(fleet, litellm) == [5.0], timeout=60)
+    # LiteLLM's own `team` label met mon-1's fleet label team=platform: the fleet's stays `team`, LiteLLM's is
+    # kept as litellm_team (the litellm job's metric_relabel_configs), none is lost to exported_team.
+    assert values(fleet, litellm.replace('requested_model="mock-gpt"', 'requested_model="mock-gpt",team="platform"'))
+    assert not query(fleet, '{job="litellm",exported_team!=""}')
     # The LiteLLM exporter (job litellm_exporter): ready, one catalog entry per deployment, no secrets in labels.
     wait_for(lambda: values(fleet, 'llm_monitor_litellm_ready{instance="mon-1"}') == [1.0], timeout=60)
     catalog = query(fleet, 'llm_monitor_litellm_deployment_info{instance="mon-1"}')
@@ -274,6 +267,22 @@ def test_llm_traffic_shows_up_in_every_llm_job(fleet: harness.Fleet) -> None:
     wait_for(lambda: values(fleet, 'llm_monitor_langfuse_up{instance="mon-1",project="fleet-demo"}') == [1.0], 120)
     assert values(fleet, 'llm_monitor_langfuse_daily_traces{instance="mon-1",project="fleet-demo"}')
     assert sum(values(fleet, 'llm_monitor_langfuse_api_requests_total{instance="mon-1"}')) > 0
+
+
+def test_every_label_name_in_prometheus_is_reserved_or_a_fleet_label(fleet: harness.Fleet) -> None:
+    """The reserved list (plugins/module_utils/fleet_catalog.py) knows every label the exporters and upstreams emit.
+
+    After the traffic test, so that LiteLLM's per-request series (with their caller labels) exist too."""
+    from ansible_collections.llm_monitor.fleet.plugins.module_utils.fleet_catalog import (
+        RENAMED_ON_CLASH,
+        reserved_label,
+    )
+
+    wait_for(lambda: all_up(fleet, {("litellm", "mon-1"), ("langfuse", "mon-1"), ("gpu", "node-1")}), timeout=120)
+    fleet_label_names = {name for h in HOSTS for name in h["labels"]} | set(RENAMED_ON_CLASH)
+    names = set(harness.prometheus_api(fleet, "/api/v1/labels")["data"])
+    unknown = sorted(n for n in names - fleet_label_names if reserved_label(n) is None and n != "__name__")
+    assert not unknown, f"label names no entry of RESERVED_LABELS covers: {unknown}"
 
 
 def test_a_second_run_changes_nothing(fleet: harness.Fleet) -> None:

@@ -224,9 +224,16 @@ def test_labels_the_exporters_and_upstreams_emit_are_refused_with_who_emits_them
     assert fleet_catalog.RESERVED_LABELS[name] in text and f"exported_{name}" in text
 
 
-def test_an_exported_label_name_is_refused() -> None:
-    hostvars, groups = _inventory(gpu1={"fleet_labels": {"exported_gpu": "x"}})
-    _refused("fleet_labels key 'exported_gpu' is reserved", hostvars, groups)
+@pytest.mark.parametrize("name", ["exported_gpu", "litellm_team"])
+def test_a_name_prometheus_or_the_litellm_job_makes_is_refused(name: str) -> None:
+    hostvars, groups = _inventory(gpu1={"fleet_labels": {name: "x"}})
+    _refused(f"fleet_labels key '{name}' is reserved", hostvars, groups)
+
+
+@pytest.mark.parametrize("name", ["team", "user"])
+def test_litellms_caller_labels_are_free_for_the_fleet(name: str) -> None:
+    hostvars, groups = _inventory(gpu1={"fleet_labels": {name: "x"}})
+    assert fleet_scrape_targets(hostvars, groups, JOBS)["node"][0]["labels"][name] == "x"
 
 
 def test_external_label_names_are_refused_when_the_caller_reserves_them() -> None:
