@@ -285,12 +285,30 @@ def test_every_label_name_in_prometheus_is_reserved_or_a_fleet_label(fleet: harn
     assert not unknown, f"label names no entry of RESERVED_LABELS covers: {unknown}"
 
 
-def test_a_second_run_changes_nothing(fleet: harness.Fleet) -> None:
-    result = harness.converge(fleet, capture=True, check=False)
+def _reverse_host_order(inventory: Path) -> None:
+    path = inventory / "hosts.yml"
+    data = yaml.safe_load(path.read_text())
+
+    def reverse(group: dict[str, Any]) -> None:
+        if group.get("hosts"):
+            group["hosts"] = dict(reversed(list(group["hosts"].items())))
+        for child in (group.get("children") or {}).values():
+            reverse(child)
+
+    reverse(data["all"])
+    data["all"]["children"] = dict(reversed(list(data["all"]["children"].items())))
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_a_second_run_changes_nothing_even_with_the_hosts_listed_in_another_order(fleet: harness.Fleet) -> None:
+    files_before = config_files(fleet)
+    result = harness.converge(fleet, capture=True, check=False, edit_inventory=_reverse_host_order)
     assert result.returncode == 0, result.stdout[-5000:]
     summary = recap(result.stdout)
     assert set(summary) >= {"mon-1", "node-1"}
     assert all(v["changed"] == 0 for v in summary.values()), summary
+    # targets are written sorted by host: the order of the inventory rewrites no file
+    assert config_files(fleet) == files_before
 
 
 def test_an_added_host_is_scraped_without_restarting_prometheus(fleet: harness.Fleet) -> None:
@@ -319,7 +337,7 @@ def test_an_added_host_is_scraped_without_restarting_prometheus(fleet: harness.F
     files_after = config_files(fleet)
     changed = {path for path in files_after if files_after[path] != files_before.get(path)}
     # node-2 is a plain host (no GPU, no Docker, no LLM service): of the job files only node.yml gains it (the
-    # other jobs keep their targets, since node-2's exporters_*_active facts are false), and prometheus.yml,
+    # other jobs keep their targets: the exporter catalog runs no exporter on node-2), and prometheus.yml,
     # whose vllm job lists one HTTP SD URL per vLLM exporter host, does not change.
     assert changed == {"/etc/prometheus/file_sd/node.yml"}
     # Only the new host and the monitoring host's node job file changed.
