@@ -120,8 +120,8 @@ def scrape_loop(port: int, n: int) -> tuple[list[float], int]:
 
 def bench_gpu(scrapes: int) -> None:
     print("== GPU exporter: 8 simulated NVIDIA H100 80GB HBM3 (scenario busy) ==")
-    sim = SimulatedNvml(gpus=8, model="H100", scenario="busy", pcie_latency=0)
-    collector = GpuCollector(GpuConfig(backend="simulation", pcie_interval=0, xid_events=False), sim)
+    sim = SimulatedNvml(gpus=8, model="H100", scenario="busy")
+    collector = GpuCollector(GpuConfig(backend="simulation", xid_events=False, profiling=False), sim)
     loop = SnapshotLoop(collector, interval=1)
     loop.run_once()
     cpu, wall = [], []

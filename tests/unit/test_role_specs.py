@@ -100,3 +100,11 @@ def test_the_exporter_catalog_and_the_packages_registry_name_the_same_exporters_
     from llm_monitor_exporters.registry import EXPORTERS as REGISTRY
 
     assert [(e.name, e.default_port) for e in EXPORTERS] == [(e.name, e.default_port) for e in REGISTRY]
+
+
+def test_the_exporters_role_accepts_exactly_the_simulated_gpu_models() -> None:
+    """The role's preflight list of simulated models names each model of the exporters' GPU table once."""
+    from llm_monitor_exporters.gpu.models import MODELS, resolve_model
+
+    short = yaml.safe_load((REPO / "roles/exporters/vars/main.yml").read_text())["_exporters_gpu_models"]
+    assert sorted(resolve_model(name).name for name in short) == sorted(MODELS)

@@ -150,7 +150,8 @@ def test_check_config_ok(tmp_path: Path) -> None:
         ("gpu:\n  simulation:\n    gpus: lots\n", "key 'gpu.simulation.gpus': expected an integer"),
         ("containers:\n  docker_url: x\n", "key 'containers': unknown key for exporter 'gpu'"),
         ("interval: -1\n", "key 'interval': expected a number >= 0.05"),
-        ("gpu:\n  simulation:\n    model: V100\n", "unknown simulated GPU model"),
+        ("gpu:\n  simulation:\n    model: V100\n", "gpu.simulation: unknown GPU model 'V100'"),
+        ("gpu:\n  simulation:\n    driver: r550\n", "gpu.simulation: unknown driver version 'r550'"),
     ],
 )
 def test_malformed_config(tmp_path: Path, content: str, expected: str) -> None:
@@ -160,8 +161,17 @@ def test_malformed_config(tmp_path: Path, content: str, expected: str) -> None:
     res = cli("gpu", "--simulate", "--config", str(cfg), "--listen-address", f"127.0.0.1:{port}")
     assert res.returncode == 1
     assert expected in res.stderr
-    if "unknown simulated" not in expected:
+    if "gpu.simulation: unknown" not in expected:
         assert str(cfg) in res.stderr
+
+
+def test_the_retired_pcie_interval_is_accepted_with_a_warning(tmp_path: Path) -> None:
+    """A config written for the sampled PCIe throughput keeps working after an upgrade."""
+    cfg = tmp_path / "old.yml"
+    cfg.write_text("gpu:\n  pcie_interval: 30\n")
+    res = cli("gpu", "--simulate", "--config", str(cfg), "--check-config")
+    assert res.returncode == 0, res.stderr
+    assert "gpu.pcie_interval is deprecated and ignored" in res.stderr
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

@@ -23,8 +23,8 @@ from llm_monitor_exporters.gpu.nvml_simulation import SimulatedNvml
 
 @pytest.fixture
 def sim_loop() -> Iterator[tuple[SnapshotLoop, SimulatedNvml]]:
-    sim = SimulatedNvml(gpus=2, scenario="busy", pcie_latency=0)
-    collector = GpuCollector(GpuConfig(backend="simulation", pcie_interval=0, xid_events=False), sim)
+    sim = SimulatedNvml(gpus=2, scenario="busy")
+    collector = GpuCollector(GpuConfig(backend="simulation", xid_events=False, profiling=False), sim)
     loop = SnapshotLoop(collector, interval=0.1)
     loop.run_once()
     yield loop, sim

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
-# docker (cgroupfs: /docker/<id>, systemd: docker-<id>.scope), containerd/cri, podman (libpod-<id>)
-_CONTAINER_ID = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)[-/:]([0-9a-f]{64})")
+# docker (cgroupfs: /docker/<id>, systemd: docker-<id>.scope), containerd/cri, podman (libpod-<id>), and
+# Kubernetes with the cgroupfs driver, where the id follows the pod's cgroup with no runtime prefix:
+# /kubepods/burstable/pod<uid>/<id>
+_CONTAINER_ID = re.compile(
+    r"(?:(?:docker|cri-containerd|crio|libpod|containerd)[-/:]|/kubepods[^\n]*?/pod[0-9a-fA-F_-]+/)([0-9a-f]{64})"
+)
+#: the inode of the initial (host) PID namespace, fixed by the kernel (PROC_PID_INIT_INO)
+_INIT_PID_NAMESPACE = "pid:[4026531836]"
 
 
 def container_id_from_cgroup(text: str) -> str | None:
@@ -44,3 +51,23 @@ def read_net_dev(path: Path) -> dict[str, tuple[int, ...]]:
             if len(fields) >= 16:
                 out[name.strip()] = tuple(int(x) for x in fields[:16])
     return out
+
+
+def sees_host_pids(proc_root: Path) -> bool | None:
+    """Whether ``proc_root`` shows the host's PID namespace, where NVML's PIDs live.
+
+    True for the host's procfs (also when mounted into a container, e.g. at /host/proc: its ``self/status`` then
+    lists the exporter's PID in more than one namespace); False for a container's own procfs, where NVML's host
+    PIDs would name other processes; None when it cannot tell.
+    """
+    try:
+        status = (proc_root / "self" / "status").read_text()
+    except OSError:
+        return None
+    nspid = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
+    if len(nspid) > 1:
+        return True
+    try:
+        return os.readlink(proc_root / "self" / "ns" / "pid") == _INIT_PID_NAMESPACE
+    except OSError:
+        return None

@@ -1,13 +1,15 @@
 """Simulated NVML backend (explicit simulation mode only: ``--simulate`` or ``gpu.backend: simulation``).
 
-Implements the same facade as :class:`llm_monitor_exporters.gpu.nvml.PynvmlBackend`. Values evolve over
-time following a scenario, within ranges taken from NVIDIA's datasheets and typical ``nvidia-smi -q``
-readings for each model (memory sizes are what NVML reports, e.g. 81559 MiB for an H100 80GB HBM3).
+Implements the same facade as :class:`llm_monitor_exporters.gpu.nvml.PynvmlBackend`. What a model and a driver
+support comes from :mod:`llm_monitor_exporters.gpu.models`, the table the tests' C NVML double is generated from,
+so the simulation refuses the same queries the double (and NVML) refuses on the same profile: no fan on SXM
+boards, no GPM before Hopper, no utilisation in MIG mode, v1 memory and no PCIe byte counters on driver 470.
+Values evolve over time following a scenario, within ranges from each model's datasheet.
 
-Scenarios: ``idle``, ``busy``, ``thermal_throttling``, ``ecc_errors``, ``xid_79`` (GPU 0 reports XID
-79 "fallen off the bus" one second after start, then is lost), ``gpu_lost`` (the last GPU is lost).
-Counters (energy, ECC, NVLink) are integrals of the simulated rates, so they never go backwards.
-Tests can inject faults with :meth:`SimulatedNvml.inject_error` and :meth:`SimulatedNvml.hang`.
+Scenarios: ``idle``, ``busy``, ``thermal_throttling``, ``ecc_errors``, ``xid_79`` (GPU 0 reports XID 79 "fallen off
+the bus" one second after start, then is lost), ``gpu_lost`` (the last GPU is lost). Counters (energy, ECC, NVLink,
+PCIe) are integrals of the simulated rates, so they never go backwards. Demos and benchmarks inject faults with
+:meth:`SimulatedNvml.inject_error`, :meth:`SimulatedNvml.hang` and :meth:`SimulatedNvml.emit_xid`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from llm_monitor_exporters.gpu.models import MODELS, GpuModel, resolve_driver, resolve_model
 from llm_monitor_exporters.gpu.nvml import (
     CLOCK_EVENT_REASONS,
     MemoryInfo,
@@ -27,6 +30,7 @@ from llm_monitor_exporters.gpu.nvml import (
     NvlinkCounters,
     NvmlError,
     NvmlGpuLost,
+    NvmlNotFound,
     NvmlNotSupported,
     NvmlTimeout,
     ProcessInfo,
@@ -35,53 +39,20 @@ from llm_monitor_exporters.gpu.nvml import (
 
 MIB = 1024 * 1024
 SCENARIOS = ("idle", "busy", "thermal_throttling", "ecc_errors", "xid_79", "gpu_lost")
-
-
-@dataclass(frozen=True)
-class GpuModel:
-    name: str
-    memory_mib: int
-    reserved_mib: int
-    power_limit_w: float
-    idle_power_w: float
-    sm_max_mhz: int
-    sm_idle_mhz: int
-    mem_max_mhz: int
-    nvlink_links: int
-    nvlink_gbps_per_link: float  # GB/s per direction
-    mig: bool
-    fan: bool
-    pcie_gbps: float  # GB/s per direction
-
-
-MODELS: dict[str, GpuModel] = {
-    "NVIDIA H100 80GB HBM3": GpuModel(
-        "NVIDIA H100 80GB HBM3", 81559, 553, 700, 72, 1980, 345, 2619, 18, 25, True, False, 64
-    ),
-    "NVIDIA H200": GpuModel("NVIDIA H200", 143771, 569, 700, 76, 1980, 345, 3201, 18, 25, True, False, 64),
-    "NVIDIA A100-SXM4-80GB": GpuModel(
-        "NVIDIA A100-SXM4-80GB", 81920, 491, 400, 56, 1410, 210, 1593, 12, 25, True, False, 32
-    ),
-    "NVIDIA L40S": GpuModel("NVIDIA L40S", 46068, 491, 350, 36, 2520, 210, 9001, 0, 0, False, False, 32),
-    "NVIDIA RTX 6000 Ada Generation": GpuModel(
-        "NVIDIA RTX 6000 Ada Generation", 49140, 491, 300, 20, 2505, 210, 10001, 0, 0, False, True, 32
-    ),
-}
-
-
-def resolve_model(name: str) -> GpuModel:
-    """Exact model name, or a unique case-insensitive substring such as ``H100``, ``A100``, ``L40S``."""
-    if name in MODELS:
-        return MODELS[name]
-    matches = [m for key, m in MODELS.items() if name.lower() in key.lower()]
-    if len(matches) == 1:
-        return matches[0]
-    raise ValueError(f"unknown simulated GPU model {name!r} (known: {', '.join(MODELS)})")
+__all__ = ["MODELS", "SCENARIOS", "GpuModel", "SimulatedNvml", "resolve_model"]
 
 
 @dataclass
 class _Handle:
     index: int
+    mig_slot: int | None = None
+
+
+@dataclass
+class _GpmSample:
+    index: int
+    gpu_instance: int | None
+    t: float
 
 
 class SimulatedNvml:
@@ -93,34 +64,30 @@ class SimulatedNvml:
         model: str = "NVIDIA H100 80GB HBM3",
         scenario: str = "busy",
         mig_devices: int = 0,
-        pcie_latency: float = 0.04,
-        driver: str = "570.124.06",
-        cuda: int = 12080,
+        driver: str = "550.127.05",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown simulation scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
         self.model = resolve_model(model)
+        self.driver = resolve_driver(driver)
         self.gpus = gpus
         self.scenario = scenario
-        self.mig_count = mig_devices if self.model.mig else 0
-        self.pcie_latency = pcie_latency
-        self._driver = driver
-        self._cuda = cuda
+        self.mig_layout = self.model.mig_layout[:mig_devices] if self.model.mig else ()
         self._clock = clock
         self._t0 = clock()
         self._errors: dict[int, NvmlError] = {}
         self._hang_until = 0.0
-        self._initialised = False
         self._xid_pending: list[XidEvent] = []
         self._xid_lock = threading.Lock()
         self._lost: set[int] = set()
         if scenario == "gpu_lost":
             self._lost.add(gpus - 1)
         self._xid_fired = False
+        self._handles = [_Handle(i) for i in range(gpus)]
         self.calls = 0
 
-    # --- fault injection (tests) -------------------------------------------------------------
+    # --- fault injection -----------------------------------------------------------------------
     def inject_error(self, index: int, error: NvmlError | None) -> None:
         """Make every per-device call on GPU ``index`` raise ``error`` (None clears it)."""
         if error is None:
@@ -132,11 +99,11 @@ class SimulatedNvml:
         """Make per-device calls block until ``seconds`` from now (a hung driver)."""
         self._hang_until = time.monotonic() + seconds
 
-    def emit_xid(self, index: int, xid: int) -> None:
+    def emit_xid(self, index: int, xid: int, gpu_instance: int | None = None) -> None:
         with self._xid_lock:
-            self._xid_pending.append(XidEvent(uuid=self._uuid(index), xid=xid))
+            self._xid_pending.append(XidEvent(self.handle_key(self._handles[index]), xid, gpu_instance))
 
-    # --- helpers -----------------------------------------------------------------------------
+    # --- helpers -------------------------------------------------------------------------------
     def _t(self) -> float:
         return self._clock() - self._t0
 
@@ -147,10 +114,15 @@ class SimulatedNvml:
         idx = int(h.index)
         if idx in self._errors:
             raise self._errors[idx]
-        if idx in self._lost:
+        if idx in self._lost or (self.scenario == "xid_79" and idx == 0 and self._xid_fired):
             raise NvmlGpuLost("GPU is lost")
-        if self.scenario == "xid_79" and idx == 0 and self._xid_fired:
-            raise NvmlGpuLost("GPU is lost")
+        return idx
+
+    def _whole(self, h: Any, query: str) -> int:
+        """A query NVML answers only for a whole GPU, and not in MIG mode."""
+        idx = self._dev(h)
+        if h.mig_slot is not None or self.mig_layout:
+            raise NvmlNotSupported(f"{query}: not in MIG mode")
         return idx
 
     def _wave(self, idx: int, period: float = 60.0) -> float:
@@ -158,7 +130,6 @@ class SimulatedNvml:
         return 0.5 + 0.5 * math.sin(2 * math.pi * self._t() / period + idx * 0.7)
 
     def _load(self, idx: int) -> float:
-        """GPU utilisation in [0, 1] for the scenario."""
         if self.scenario == "idle":
             return 0.0
         if self.scenario == "thermal_throttling":
@@ -167,26 +138,24 @@ class SimulatedNvml:
 
     def _power_w(self, idx: int) -> float:
         m = self.model
-        load = self._load(idx)
-        if self.scenario == "thermal_throttling":
-            return m.idle_power_w + 0.72 * (m.power_limit_w - m.idle_power_w) * load
-        return m.idle_power_w + 0.9 * (m.power_limit_w - m.idle_power_w) * load
+        share = 0.72 if self.scenario == "thermal_throttling" else 0.9
+        return m.idle_power_w + share * (m.power_limit_w - m.idle_power_w) * self._load(idx)
 
     def _uuid(self, idx: int) -> str:
         return f"GPU-5e7a1c2b-0000-4000-8000-{idx:012x}"
 
-    # --- facade ------------------------------------------------------------------------------
+    # --- library -------------------------------------------------------------------------------
     def init(self) -> None:
-        self._initialised = True
+        return None
 
     def shutdown(self) -> None:
-        self._initialised = False
+        return None
 
     def driver_version(self) -> str:
-        return self._driver
+        return self.driver.version
 
     def cuda_driver_version(self) -> int:
-        return self._cuda
+        return self.driver.cuda
 
     def device_count(self) -> int:
         return self.gpus
@@ -194,13 +163,22 @@ class SimulatedNvml:
     def handle(self, index: int) -> Any:
         if not 0 <= index < self.gpus:
             raise NvmlError("Invalid Argument")
-        return _Handle(index)
+        return self._handles[index]
 
+    def handle_key(self, h: Any) -> int:
+        return id(h)
+
+    # --- identity ------------------------------------------------------------------------------
     def uuid(self, h: Any) -> str:
-        return self._uuid(self._dev(h))
+        idx = self._dev(h)
+        if h.mig_slot is not None:
+            return f"MIG-0b7c{idx:04x}-0000-4000-8000-{h.mig_slot:012x}"
+        return self._uuid(idx)
 
     def name(self, h: Any) -> str:
         self._dev(h)
+        if h.mig_slot is not None:
+            return f"{self.model.name} MIG {self._mig(h)[2]}"
         return self.model.name
 
     def pci_bus_id(self, h: Any) -> str:
@@ -208,33 +186,47 @@ class SimulatedNvml:
         bus = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)[idx % 8] + 0x100 * (idx // 8)
         return f"00000000:{bus:02X}:00.0"
 
+    # --- fast queries --------------------------------------------------------------------------
     def utilization(self, h: Any) -> tuple[int, int]:
-        idx = self._dev(h)
+        idx = self._whole(h, "utilization")
         load = self._load(idx)
         return round(100 * load), round(100 * load * 0.55)
+
+    def _mig(self, h: Any) -> tuple[int, int, str, int]:
+        return next(entry for entry in self.mig_layout if entry[0] == h.mig_slot)
 
     def memory_info(self, h: Any) -> MemoryInfo:
         idx = self._dev(h)
         m = self.model
+        if h.mig_slot is not None:
+            total = self._mig(h)[3] * MIB
+            return MemoryInfo(total=total, free=total // 3, reserved=0 if self.driver.memory_v2 else None)
         total = m.memory_mib * MIB
         reserved = m.reserved_mib * MIB
-        if self.scenario == "idle":
-            used = 4 * MIB
-        else:
-            used = int((0.78 + 0.12 * self._wave(idx, 120)) * (total - reserved))
-        return MemoryInfo(total=total, free=total - reserved - used, used=used, reserved=reserved)
+        used = 4 * MIB if self.scenario == "idle" else int((0.78 + 0.12 * self._wave(idx, 120)) * (total - reserved))
+        return MemoryInfo(
+            total=total, free=total - reserved - used, reserved=reserved if self.driver.memory_v2 else None
+        )
 
     def temperature(self, h: Any) -> int:
         idx = self._dev(h)
         if self.scenario == "thermal_throttling":
-            return round(88 + 4 * self._wave(idx, 11))
+            return round(self.model.temp_slowdown_c - 1 + 4 * self._wave(idx, 11))
         return round(29 + 3 * (idx % 3) + 38 * self._load(idx) + 2 * self._wave(idx, 17))
+
+    def temperature_limit(self, h: Any, kind: int) -> int:
+        self._dev(h)
+        m = self.model
+        value = {0: m.temp_shutdown_c, 1: m.temp_slowdown_c, 2: m.temp_mem_max_c, 3: m.temp_gpu_max_c}.get(kind, 0)
+        if not value:
+            raise NvmlNotSupported("temperature threshold")
+        return value
 
     def memory_temperature(self, h: Any) -> int:
         idx = self._dev(h)
-        if self.model.fan:  # GDDR boards do not report HBM temperature
+        if not self.model.hbm:
             raise NvmlNotSupported("memory temperature")
-        return self.temperature(_Handle(idx)) + 4
+        return self.temperature(self._handles[idx]) + 4
 
     def power_usage_mw(self, h: Any) -> int:
         return round(1000 * self._power_w(self._dev(h)))
@@ -246,12 +238,11 @@ class SimulatedNvml:
     def total_energy_mj(self, h: Any) -> int:
         idx = self._dev(h)
         m = self.model
-        t = self._t()
-        # integral of the power curve since "boot" (GPU has been up ~ 3 days already)
-        base = 3 * 86400 * m.idle_power_w * 1000
-        load = 0.0 if self.scenario == "idle" else 0.9
-        avg = m.idle_power_w + load * (m.power_limit_w - m.idle_power_w)
-        return int(base + 1000 * avg * t + 1000 * idx)
+        if not m.energy_counter:
+            raise NvmlNotSupported("total energy")
+        base = 3 * 86400 * m.idle_power_w * 1000  # the GPU has been up ~ 3 days already
+        avg = m.idle_power_w + (0.0 if self.scenario == "idle" else 0.9) * (m.power_limit_w - m.idle_power_w)
+        return int(base + 1000 * avg * self._t() + 1000 * idx)
 
     def clock_mhz(self, h: Any, kind: str) -> int:
         idx = self._dev(h)
@@ -277,6 +268,13 @@ class SimulatedNvml:
             return r["sw_thermal_slowdown"] | r["hw_thermal_slowdown"] | (r["hw_slowdown"] if idx % 2 else 0)
         return r["sw_power_cap"] if self._power_w(idx) > 0.95 * self.model.power_limit_w else 0
 
+    def violation_ns(self, h: Any, policy: int) -> int:
+        self._dev(h)
+        if policy not in (0, 1, 2, 3, 4, 5, 10, 11):
+            raise NvmlNotSupported("violation policy")
+        share = {0: 0.02, 1: 0.6 if self.scenario == "thermal_throttling" else 0.0}.get(policy, 0.0)
+        return int(share * self._t() * 1e9)
+
     def fan_speed_percent(self, h: Any) -> int:
         idx = self._dev(h)
         if not self.model.fan:
@@ -284,29 +282,62 @@ class SimulatedNvml:
         return min(100, 30 + round(60 * self._load(idx)))
 
     def pstate(self, h: Any) -> int:
-        idx = self._dev(h)
-        return 8 if self.scenario == "idle" and self._load(idx) == 0 else 0
+        self._dev(h)
+        return 8 if self.scenario == "idle" else 0
 
-    def ecc_total(self, h: Any, uncorrected: bool) -> int:
+    def ecc_total(self, h: Any, uncorrected: bool, volatile: bool = False) -> int:
         idx = self._dev(h)
         if self.scenario != "ecc_errors":
             return 0
         t = self._t()
-        return int(t / 120) + (idx == 0) if uncorrected else int(t * 2.5 * (idx + 1)) + 3
+        count = int(t / 120) + (idx == 0) if uncorrected else int(t * 2.5 * (idx + 1)) + 3
+        return count if volatile else count + (0 if uncorrected else 40)
 
     def remapped_rows(self, h: Any) -> tuple[int, int, bool, bool]:
         idx = self._dev(h)
+        if not self.model.row_remapping:
+            raise NvmlNotSupported("row remapping")
         if self.scenario != "ecc_errors":
             return 0, 0, False, False
-        unc = self.ecc_total(_Handle(idx), True)
+        unc = self.ecc_total(self._handles[idx], True)
         return min(8, int(self._t() / 60) + 1), unc, unc > 0, False
 
-    def pcie_throughput_kbs(self, h: Any, tx: bool) -> int:
+    def retired_pages(self, h: Any, double_bit: bool) -> int:
+        self._dev(h)
+        if self.model.row_remapping:
+            raise NvmlNotSupported("page retirement")
+        return 1 if self.scenario == "ecc_errors" and double_bit else 0
+
+    def retired_pages_pending(self, h: Any) -> bool:
+        self._dev(h)
+        if self.model.row_remapping:
+            raise NvmlNotSupported("page retirement")
+        return self.scenario == "ecc_errors"
+
+    def pcie_bytes(self, h: Any) -> tuple[int, int]:
         idx = self._dev(h)
-        if self.pcie_latency:
-            time.sleep(self.pcie_latency / 2)  # NVML samples a 20 ms window per direction
-        gbps = self.model.pcie_gbps * (0.002 if self.scenario == "idle" else 0.08 + 0.2 * self._wave(idx, 5))
-        return int(gbps * 1e9 / 1024 * (1.0 if tx else 1.6))
+        if not self.driver.pcie_byte_counters:
+            raise NvmlNotSupported("PCIe byte counters")
+        share = 0.002 if self.scenario == "idle" else 0.18
+        rate = self.model.pcie_gbps * 1e9 * share
+        base = 10**11 * (idx + 1)
+        return int(base + rate * self._t()), int(base + 1.6 * rate * self._t())
+
+    def pcie_replay_errors(self, h: Any) -> int:
+        self._dev(h)
+        return 0
+
+    def encoder_utilization(self, h: Any) -> int:
+        self._dev(h)
+        if not self.model.encoders:
+            raise NvmlNotSupported("encoder")
+        return 0
+
+    def decoder_utilization(self, h: Any) -> int:
+        self._dev(h)
+        if not self.model.encoders:
+            raise NvmlNotSupported("decoder")
+        return 0
 
     def nvlink(self, h: Any) -> NvlinkCounters:
         idx = self._dev(h)
@@ -315,55 +346,63 @@ class SimulatedNvml:
             raise NvmlNotSupported("no NVLink")
         t = self._t()
         share = 0.0005 if self.scenario == "idle" else 0.35
-        rate = m.nvlink_links * m.nvlink_gbps_per_link * 1e9 * share
-        base = 10**12 * (idx + 1)
+        rate = m.nvlink_gbps_per_link * 1e9 * share
+        base = 10**11 * (idx + 1)
         return NvlinkCounters(
             links=m.nvlink_links,
-            tx_bytes=int(base + rate * t),
-            rx_bytes=int(base + 1.02 * rate * t),
+            tx_bytes={link: int(base + rate * t) // 1024 * 1024 for link in range(m.nvlink_links)},
+            rx_bytes={link: int(base + 1.02 * rate * t) // 1024 * 1024 for link in range(m.nvlink_links)},
             errors={"crc_flit": 0, "crc_data": 0, "replay": int(t / 300), "recovery": 0},
         )
 
     def processes(self, h: Any) -> list[ProcessInfo]:
         idx = self._dev(h)
+        if self.mig_layout and h.mig_slot is None:
+            raise NvmlNotSupported("process list of a MIG GPU: Insufficient Permissions")
         if self.scenario == "idle":
             return []
-        used = self.memory_info(_Handle(idx)).used
+        if h.mig_slot is not None:
+            gi = self._mig(h)[1]
+            return [ProcessInfo(os.getpid(), 1024 * MIB, gi, 0)]
+        used = self.memory_info(self._handles[idx]).used
         # One real pid (this process) so names/cgroups resolve; one that does not exist.
         return [ProcessInfo(os.getpid(), used - 600 * MIB), ProcessInfo(4_000_000 + idx, 600 * MIB)]
 
+    # --- MIG -----------------------------------------------------------------------------------
     def mig_mode(self, h: Any) -> tuple[int, int]:
         self._dev(h)
         if not self.model.mig:
             raise NvmlNotSupported("MIG")
-        mode = 1 if self.mig_count else 0
+        mode = 1 if self.mig_layout else 0
         return mode, mode
 
-    def mig_devices(self, h: Any) -> list[MigDeviceInfo]:
+    def mig_handles(self, h: Any) -> list[tuple[int, Any]]:
         idx = self._dev(h)
-        if not self.mig_count:
-            return []
-        per = (self.model.memory_mib // 8) * MIB
-        return [
-            MigDeviceInfo(
-                index=i,
-                uuid=f"MIG-0b7c{idx:04x}-0000-4000-8000-{i:012x}",
-                gpu_instance_id=7 + i,
-                compute_instance_id=0,
-                memory=MemoryInfo(total=per, free=per // 3, used=per - per // 3),
-            )
-            for i in range(self.mig_count)
-        ]
+        if not self.model.mig:
+            raise NvmlNotSupported("MIG")
+        return [(slot, _Handle(idx, slot)) for slot, _gi, _profile, _mib in self.mig_layout]
 
-    def xid_event_set(self, handles: list[Any]) -> Any:
+    def mig_device(self, slot: int, mh: Any) -> MigDeviceInfo:
+        self._dev(mh)
+        try:
+            _slot, gi, profile, _mib = self._mig(mh)
+        except StopIteration:
+            raise NvmlNotFound("MIG slot") from None
+        return MigDeviceInfo(slot, self.uuid(mh), gi, 0, profile, self.memory_info(mh))
+
+    # --- XID events ----------------------------------------------------------------------------
+    def xid_event_set(self) -> Any:
         return object()
+
+    def xid_register(self, event_set: Any, h: Any) -> None:
+        self._dev(h)
 
     def xid_wait(self, event_set: Any, timeout_ms: int) -> XidEvent:
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             if self.scenario == "xid_79" and not self._xid_fired and self._t() >= 1.0:
                 self._xid_fired = True
-                return XidEvent(uuid=self._uuid(0), xid=79)
+                return XidEvent(self.handle_key(self._handles[0]), 79)
             with self._xid_lock:
                 if self._xid_pending:
                     return self._xid_pending.pop(0)
@@ -373,4 +412,30 @@ class SimulatedNvml:
             time.sleep(min(0.05, remaining))
 
     def free_event_set(self, event_set: Any) -> None:
+        return None
+
+    # --- GPM -----------------------------------------------------------------------------------
+    def gpm_supported(self, h: Any) -> bool:
+        self._dev(h)
+        if not self.driver.gpm:
+            raise NvmlNotSupported("GPM: this driver lacks the entry point")
+        return self.model.gpm
+
+    def gpm_sample(self, h: Any, gpu_instance_id: int | None = None) -> Any:
+        idx = self._dev(h)
+        if not (self.driver.gpm and self.model.gpm):
+            raise NvmlNotSupported("GPM")
+        if gpu_instance_id is not None and gpu_instance_id not in {gi for _s, gi, _p, _m in self.mig_layout}:
+            raise NvmlNotFound("GPU instance")
+        return _GpmSample(idx, gpu_instance_id, self._t())
+
+    def gpm_metrics(self, earlier: Any, later: Any, metric_ids: list[int]) -> dict[int, float]:
+        if (earlier.index, earlier.gpu_instance) != (later.index, later.gpu_instance) or later.t <= earlier.t:
+            raise NvmlError("Invalid Argument")
+        load = self._load(later.index)
+        # a busy LLM server: kernels almost always running, SMs and tensor cores far from saturated
+        shares = {1: 0.97, 2: 0.42, 3: 0.31, 5: 0.26, 10: 0.48, 11: 0.0, 12: 0.09, 13: 0.04}
+        return {mid: round(100 * shares[mid] * load, 2) for mid in metric_ids if mid in shares}
+
+    def gpm_free(self, sample: Any) -> None:
         return None

@@ -26,11 +26,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--simulate-scenario", metavar="SCENARIO", help="idle, busy, thermal_throttling, ecc_errors, xid_79 or gpu_lost"
     )
+    g.add_argument("--simulate-driver", metavar="VERSION", help="simulated driver version, e.g. 470.256.02")
     g.add_argument(
-        "--pcie-interval",
+        "--profiling-interval",
         type=float,
         metavar="SECONDS",
-        help="seconds between background PCIe throughput samples (0 disables)",
+        help="seconds between GPM profiling samples, the window the SM/tensor/DRAM activity is averaged over",
     )
 
 
@@ -38,17 +39,27 @@ def apply_arguments(cfg: GpuConfig, ns: argparse.Namespace) -> None:
     if ns.simulate:
         cfg.backend = "simulation"
     sim = cfg.simulation
-    for attr, key in (("simulate_gpus", "gpus"), ("simulate_model", "model"), ("simulate_scenario", "scenario")):
+    for attr, key in (
+        ("simulate_gpus", "gpus"),
+        ("simulate_model", "model"),
+        ("simulate_scenario", "scenario"),
+        ("simulate_driver", "driver"),
+    ):
         value = getattr(ns, attr)
         if value is not None:
             setattr(sim, key, value)
-    if ns.pcie_interval is not None:
-        cfg.pcie_interval = ns.pcie_interval
+    if ns.profiling_interval is not None:
+        cfg.profiling_interval = ns.profiling_interval
 
 
 def validate(cfg: GpuConfig) -> None:
     if cfg.simulation.gpus < 1:
         raise ConfigError("gpu.simulation.gpus: expected an integer >= 1")
+    if cfg.pcie_interval:
+        log.warning(
+            "gpu.pcie_interval is deprecated and ignored: PCIe traffic is served as the counters "
+            "llm_monitor_gpu_pcie_transmit_bytes_total / _receive_bytes_total (rate() them)"
+        )
 
 
 def build(cfg: Any) -> Collector:
@@ -58,8 +69,7 @@ def build(cfg: Any) -> Collector:
         s = cfg.simulation
         try:
             backend = SimulatedNvml(
-                gpus=s.gpus, model=s.model, scenario=s.scenario, mig_devices=s.mig_devices,
-                pcie_latency=s.pcie_latency_seconds,
+                gpus=s.gpus, model=s.model, scenario=s.scenario, mig_devices=s.mig_devices, driver=s.driver
             )  # fmt: skip
         except ValueError as exc:
             raise ConfigError(f"gpu.simulation: {exc}") from exc
@@ -72,9 +82,10 @@ def build(cfg: Any) -> Collector:
 
 
 SPEC = ExporterSpec(
-    description="Exports per-GPU utilisation, memory, temperature, power, energy, clocks, clock event reasons, "
-    "ECC, remapped rows, XID errors, PCIe, NVLink, processes and MIG from NVML. Collection runs in "
-    "the background; scrapes serve the last snapshot. Use --simulate for the simulation backend.",
+    description="Exports per-GPU utilisation, GPM profiling (SM, tensor, DRAM activity), memory, temperatures and "
+    "their limits, power, energy, clocks, throttle reasons and time, ECC, remapped rows or retired pages, XID errors, "
+    "PCIe and NVLink counters, process memory and MIG from NVML. NVML is re-initialised after driver failures. "
+    "Collection runs in the background; scrapes serve the last snapshot. Use --simulate for the simulation backend.",
     config_class=GpuConfig,
     add_arguments=add_arguments,
     apply_arguments=apply_arguments,
