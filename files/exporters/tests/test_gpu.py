@@ -18,7 +18,9 @@ from llm_monitor_exporters.gpu.nvml_simulation import MODELS, SCENARIOS, Simulat
 def make(
     scenario: str = "busy", gpus: int = 2, model: str = "H100", mig: int = 0, **cfg: object
 ) -> tuple[GpuCollector, SnapshotLoop, SimulatedNvml]:
-    sim = SimulatedNvml(gpus=gpus, model=model, scenario=scenario, mig_devices=mig, driver=str(cfg.pop("driver", "550.127.05")))
+    sim = SimulatedNvml(
+        gpus=gpus, model=model, scenario=scenario, mig_devices=mig, driver=str(cfg.pop("driver", "550.127.05"))
+    )
     config = GpuConfig(
         backend="simulation",
         profiling_interval=0.1,
@@ -229,7 +231,10 @@ def test_simulated_driver_470_is_no_kinder_than_nvml() -> None:
         assert value(s, "llm_monitor_gpu_query_unsupported", gpu="0", query="pcie_bytes") == 1
         assert value(s, "llm_monitor_gpu_retired_pages", gpu="0", cause="double_bit_ecc") == 0
         total = value(s, "llm_monitor_gpu_memory_total_bytes", gpu="0")
-        used, free = value(s, "llm_monitor_gpu_memory_used_bytes", gpu="0"), value(s, "llm_monitor_gpu_memory_free_bytes", gpu="0")
+        used, free = (
+            value(s, "llm_monitor_gpu_memory_used_bytes", gpu="0"),
+            value(s, "llm_monitor_gpu_memory_free_bytes", gpu="0"),
+        )
         assert used + free == total
     finally:
         collector.close()
