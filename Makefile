@@ -49,7 +49,7 @@ lint: venv
 	ruff format --check plugins tests bench molecule roles/exporters/files
 	mypy plugins roles/exporters/files/wheelhouse.py tests/harness tests/unit tests/fleet bench/run.py bench/role_lines.py
 
-unit: venv
+unit: venv tools
 	$(PY) -m pytest -q tests/unit
 
 # The exporters and the testkit (test doubles), each linted, type-checked and tested the same way.
