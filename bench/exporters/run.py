@@ -66,7 +66,7 @@ def rss_mb(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def exporter(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def exporter(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -79,7 +79,7 @@ def exporter(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
             "--log-level",
             "warning",
         ],
-        env={**os.environ, "PYTHONPATH": str(EXPORTERS / "src")},
+        env={**os.environ, "PYTHONPATH": str(EXPORTERS / "src"), **(env or {})},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -118,34 +118,86 @@ def scrape_loop(port: int, n: int) -> tuple[list[float], int]:
     return latencies, size
 
 
-def bench_gpu(scrapes: int) -> None:
-    print("== GPU exporter: 8 simulated NVIDIA H100 80GB HBM3 (scenario busy) ==")
-    sim = SimulatedNvml(gpus=8, model="H100", scenario="busy")
-    collector = GpuCollector(GpuConfig(backend="simulation", xid_events=False, profiling=False), sim)
-    loop = SnapshotLoop(collector, interval=1)
+def _cycles(loop: SnapshotLoop, n: int) -> tuple[list[float], list[float]]:
     loop.run_once()
     cpu, wall = [], []
-    for _ in range(200):
+    for _ in range(n):
         c0, t0 = time.thread_time(), time.perf_counter()
         loop.run_once()
         cpu.append(time.thread_time() - c0)
         wall.append(time.perf_counter() - t0)
-    collector.close()
-    print(
-        f"collection cycle (in-process, 200 cycles): CPU mean {statistics.mean(cpu) * 1e3:.2f} ms, "
-        f"wall p50 {pct(wall, 50) * 1e3:.2f} ms, p99 {pct(wall, 99) * 1e3:.2f} ms; "
-        f"{sim.calls // 201} NVML facade calls per cycle"
-    )
-    with exporter("gpu", "--simulate", "--simulate-gpus", "8", "--interval", "1") as (proc, port):
-        time.sleep(1.5)  # PCIe + XID helper threads running, a few cycles done
+    return cpu, wall
+
+
+def _scrapes(args: list[str], scrapes: int, env: dict[str, str] | None = None) -> tuple[float, float, float, int]:
+    with exporter(*args, env=env) as (proc, port):
+        time.sleep(1.5)  # XID and GPM helper threads running, a few cycles done
         lat, size = scrape_loop(port, scrapes)
-        p50, p99 = pct(lat, 50) * 1e3, pct(lat, 99) * 1e3
-        mem = rss_mb(proc.pid)
-        print(
-            f"scrape latency over {scrapes} scrapes ({size / 1024:.0f} KiB each): p50 {p50:.2f} ms, p99 {p99:.2f} ms"
-            f" (target p99 < 5 ms: {'OK' if p99 < 5 else 'MISSED'}), max {max(lat) * 1e3:.2f} ms"
-        )
-        print(f"exporter RSS after {scrapes} scrapes: {mem:.1f} MB (target < 40 MB: {'OK' if mem < 40 else 'MISSED'})")
+        return pct(lat, 50) * 1e3, pct(lat, 99) * 1e3, rss_mb(proc.pid), size
+
+
+def bench_gpu(scrapes: int) -> None:
+    """8 GPUs: the simulation, then the C NVML double through the real pynvml (GPM on), side by side."""
+    print("== GPU exporter: 8 x H200 (busy), simulation backend vs NVML backend on the C NVML double ==")
+    sim = SimulatedNvml(gpus=8, model="H200", scenario="busy")
+    collector = GpuCollector(GpuConfig(backend="simulation", xid_events=False, profiling=False), sim)
+    sim_cpu, sim_wall = _cycles(SnapshotLoop(collector, interval=1), 200)
+    collector.close()
+    sim_scrape = _scrapes(["gpu", "--simulate", "--simulate-gpus", "8", "--simulate-model", "H200",
+                           "--interval", "1"], scrapes)  # fmt: skip
+
+    sys.path.insert(0, str(EXPORTERS / "tests"))
+    from nvml_double import NvmlDouble
+
+    double = NvmlDouble.load("current")
+    double.reset("h200", 8)
+    collector = GpuCollector(GpuConfig(backend="nvml", xid_events=False, profiling=False))
+    nv_cpu, nv_wall = _cycles(SnapshotLoop(collector, interval=1), 200)
+    calls = double.counter("calls")
+    collector.close()
+    # GPM: one sample per GPU and the metrics between two samples, as the profiling thread does
+    from llm_monitor_exporters.gpu.nvml import GPM_METRICS, PynvmlBackend
+
+    backend = PynvmlBackend()
+    backend.init()
+    handles = [backend.handle(i) for i in range(8)]
+    previous = [backend.gpm_sample(h) for h in handles]
+    gpm = []
+    for _ in range(50):
+        t0 = time.perf_counter()
+        for i, h in enumerate(handles):
+            sample = backend.gpm_sample(h)
+            backend.gpm_metrics(previous[i], sample, list(GPM_METRICS))
+            backend.gpm_free(previous[i])
+            previous[i] = sample
+        gpm.append((time.perf_counter() - t0) / 8)
+    for sample in previous:
+        backend.gpm_free(sample)
+    backend.shutdown()
+    collector = GpuCollector(GpuConfig(backend="nvml", xid_events=True, profiling=True, profiling_interval=1))
+    gpm_cpu, gpm_wall = _cycles(SnapshotLoop(collector, interval=1), 200)
+    collector.close()
+    nv_scrape = _scrapes(["gpu", "--interval", "1", "--profiling-interval", "1"], scrapes,
+                         env=NvmlDouble.env("current", profile="h200", gpus=8))  # fmt: skip
+
+    def row(label: str, simulated: float, nvml: float, unit: str = "ms") -> None:
+        print(f"  {label:<44} {simulated:9.2f} {nvml:9.2f} {unit:<3} x{nvml / simulated if simulated else 0:.2f}")
+
+    print(f"  {'':<44} {'simulate':>9} {'double':>9}     ratio double/simulation")
+    row("collection cycle CPU, mean", statistics.mean(sim_cpu) * 1e3, statistics.mean(nv_cpu) * 1e3)
+    row("collection cycle wall, p50", pct(sim_wall, 50) * 1e3, pct(nv_wall, 50) * 1e3)
+    row("collection cycle wall, p99", pct(sim_wall, 99) * 1e3, pct(nv_wall, 99) * 1e3)
+    row("scrape latency p50", sim_scrape[0], nv_scrape[0])
+    row("scrape latency p99", sim_scrape[1], nv_scrape[1])
+    row("exporter RSS", sim_scrape[2], nv_scrape[2], "MB")
+    row("exposition size", sim_scrape[3] / 1024, nv_scrape[3] / 1024, "KiB")
+    print(f"  NVML calls per cycle on the double: {calls // 201}")
+    print(f"  with XID and GPM threads on: cycle CPU mean {statistics.mean(gpm_cpu) * 1e3:.2f} ms, wall p99 "
+          f"{pct(gpm_wall, 99) * 1e3:.2f} ms")  # fmt: skip
+    print(f"  one GPM sample + metrics per GPU on the double: mean {statistics.mean(gpm) * 1e6:.0f} us, "
+          f"p99 {pct(gpm, 99) * 1e6:.0f} us (off the scrape path: its own thread)")  # fmt: skip
+    print(f"  scrape p99 target < 5 ms: simulation {'OK' if sim_scrape[1] < 5 else 'MISSED'}, "
+          f"double {'OK' if nv_scrape[1] < 5 else 'MISSED'}")  # fmt: skip
 
 
 def make_containers(client: Any, n: int, first: int = 0) -> list[Any]:
