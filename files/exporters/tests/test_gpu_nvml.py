@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nvml_double import NvmlDouble
 
 from conftest import parse_samples, value, wait_for
 from llm_monitor_exporters.core.collector import SnapshotLoop
 from llm_monitor_exporters.gpu.gpu import GpuCollector, GpuConfig
 from llm_monitor_exporters.gpu.nvml_simulation import SimulatedNvml
+from nvml_double import NvmlDouble
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 UNKNOWN, IRQ_ISSUE, INSUFFICIENT_RESOURCES, FUNCTION_NOT_FOUND = 999, 11, 23, 13
