@@ -1,19 +1,21 @@
 """Langfuse exporter: per-project usage, cost, latency and errors from the Langfuse public API.
 
-Langfuse Cloud allows only 100-2,000 metrics calls a day, so every project is polled rarely
-(``poll_interval``, default 300 s: 4 calls per poll, 1,152 a day with both queries on), the result is
-cached and served by every collection cycle, 429 (honouring ``Retry-After``) and 5xx/timeouts back
-off exponentially up to ``max_backoff``, and every API call is counted by endpoint and status in
-``llm_monitor_langfuse_api_requests_total``.
+The metrics API is chosen per project (``api: auto``): v2 (``/api/public/v2/metrics``, Langfuse v4) where
+the server has it, else v1 (``metrics/daily`` + ``metrics``, older self-hosted servers); which one is in
+use is in ``llm_monitor_langfuse_server_info``. Langfuse Cloud allows only a few metrics calls per hour or
+day by plan and organisation (quota.py), so the poll interval is stretched until every project of an
+organisation fits in ``budget_share`` of each quota, a call budget per quota window is kept (and
+exported) and never exceeded, results are cached between polls, 429 (honouring ``Retry-After``) and
+5xx/timeouts back off exponentially up to ``max_backoff``, and every call is counted by endpoint and
+status in ``llm_monitor_langfuse_api_requests_total``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +26,12 @@ from llm_monitor_exporters.core import httpclient
 from llm_monitor_exporters.core.collector import Collector, Snapshot
 from llm_monitor_exporters.core.config import ConfigError, opt
 from llm_monitor_exporters.core.credentials import Secret, load_secret
+from llm_monitor_exporters.langfuse import api
+from llm_monitor_exporters.langfuse.quota import PLANS, RESOURCES, CallBudget, budget_for, interval_for, resolve_plan
 
 log = logging.getLogger(__name__)
 
-QUANTILES = (("p50", "p50"), ("p95", "p95"), ("p99", "p99"))
-ENDPOINTS = ("health", "metrics_daily", "metrics_latency", "metrics_errors")
+API_CHOICES = ("auto", "v2", "v1")
 
 
 @dataclass
@@ -38,16 +41,38 @@ class LangfuseProject:
     public_key: str = opt(None, help="project public key (pk-lf-...)")
     secret_key_file: str = opt("", allow_empty=True, help="file holding the secret key")
     secret_key_env: str = opt("", allow_empty=True, help="environment variable holding the secret key")
+    plan: str = opt(
+        "auto",
+        choices=PLANS,
+        help="Langfuse Cloud plan of the project's organisation (its API quotas); auto: hobby on *.langfuse.com, "
+        "self_hosted (no quota) elsewhere",
+    )
+    organization: str = opt(
+        "",
+        allow_empty=True,
+        help="Langfuse organisation (projects of one organisation share its quotas; default: the host)",
+    )
 
 
 @dataclass
 class LangfuseConfig:
     projects: list[LangfuseProject] = opt(factory=list, help="projects to poll")
-    poll_interval: float = opt(300.0, minimum=1, help="seconds between polls of one project")
+    api: str = opt("auto", choices=API_CHOICES, help="metrics API: auto (v2 where the server has it, else v1), v2, v1")
+    poll_interval: float = opt(
+        300.0, minimum=1, help="seconds between polls of one project (stretched to fit the plan's API quotas)"
+    )
+    budget_share: float = opt(
+        0.8, minimum=0.05, help="share of each API quota this exporter may spend (others use the rest)"
+    )
+    redetect_interval: float = opt(
+        86400.0, minimum=60, help="seconds before a project on the v1 API is asked again whether it has v2"
+    )
     timeout: float = opt(10.0, minimum=0.1, help="seconds per API request")
     min_backoff: float = opt(30.0, minimum=0.1, help="first back-off after a 5xx/timeout (doubles each time)")
     max_backoff: float = opt(3600.0, minimum=1, help="longest back-off")
-    latency_view: str = opt("traces", choices=("traces", "observations"), help="view of the latency query")
+    latency_view: str = opt(
+        "observations", choices=("observations", "traces"), help="view of the latency query (traces: v1 only)"
+    )
     window: float = opt(3600.0, minimum=60, help="seconds of data the latency and error queries cover")
     latency_query: bool = opt(True, help="query latency percentiles (one metrics call per poll)")
     error_query: bool = opt(True, help="count ERROR-level observations (one metrics call per poll)")
@@ -58,31 +83,46 @@ class ProjectState:
     name: str
     base: str
     auth: str
+    plan: str
+    organization: str
+    metrics_api: str | None = None  # "v2", "v1", "none" (neither answers), None: not known yet
+    detected_at: float = 0.0  # monotonic
+    version: str = ""
     healthy: bool = False
-    polled: bool = False
     last_success: float = 0.0  # wall clock
     next_due: float = 0.0  # monotonic
     backoff: float = 0.0
     last_error: str = ""
-    daily: dict[str, Any] | None = None
+    daily: api.DailyTotals | None = None
     latency: dict[str, float] = field(default_factory=dict)
+    latency_view: str = ""
     errors: float | None = None
-    calls: dict[tuple[str, str], int] = field(default_factory=dict)
+    interval: float = 0.0
+    calls: Counter[tuple[str, str]] = field(default_factory=Counter)
+    deferred: int = 0
 
 
 class _Stop(Exception):
     """Stop this poll (rate limited / server failing): back off."""
 
 
+class _NotAvailable(Exception):
+    """The API generation asked for answers 404 here."""
+
+
 class LangfuseCollector(Collector):
     name = "langfuse"
-    error_kinds = httpclient.ERROR_KINDS
+    error_kinds = (*httpclient.ERROR_KINDS, "api_unavailable", "budget_exhausted")
 
     def __init__(
         self, config: LangfuseConfig, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time
     ) -> None:
         if not config.projects:
             raise ConfigError("langfuse.projects: configure at least one project")
+        if config.budget_share > 1:
+            raise ConfigError(f"langfuse.budget_share: at most 1 (the whole quota), got {config.budget_share}")
+        if config.api == "v2" and config.latency_view == "traces":
+            raise ConfigError("langfuse.latency_view: the v2 metrics API has no 'traces' view (use observations)")
         self.config = config
         self._clock, self._wall = clock, wall
         self.projects: list[ProjectState] = []
@@ -99,25 +139,63 @@ class LangfuseCollector(Collector):
             secret = load_secret(where, file=p.secret_key_file or None, env=p.secret_key_env or None)
             if not isinstance(secret, Secret):  # pragma: no cover - load_secret(required=True) raises
                 raise ConfigError(f"{where}: no secret key")
+            base = p.host.rstrip("/")
             self.projects.append(
-                ProjectState(p.name, p.host.rstrip("/"), httpclient.basic_auth(p.public_key, secret.reveal()))
+                ProjectState(
+                    p.name,
+                    base,
+                    httpclient.basic_auth(p.public_key, secret.reveal()),
+                    resolve_plan(p.plan, base),
+                    p.organization or urllib.parse.urlsplit(base).netloc,
+                )
             )
+        # one budget per organisation and quota resource, shared by its projects
+        self.budgets: dict[tuple[str, str], CallBudget] = {}
+        for st in self.projects:
+            for resource in RESOURCES:
+                budget = budget_for(st.plan, resource, config.budget_share)
+                if budget is not None:
+                    self.budgets.setdefault((st.organization, resource), budget)
+        self._org_size = Counter(st.organization for st in self.projects)
+        for st in self.projects:
+            st.interval = self.poll_interval(st)
         self.upstream_names = tuple(f"langfuse_{p.name}" for p in self.projects)
 
-    # -- polling -------------------------------------------------------------------------------------
-    def _call(
-        self, st: ProjectState, endpoint: str, path: str, errors: dict[str, int], params: dict[str, str] | None = None
-    ) -> Any:
-        url = st.base + path + ("?" + urllib.parse.urlencode(params) if params else "")
+    def poll_interval(self, st: ProjectState) -> float:
+        """The configured interval, stretched so that the organisation's polls fit in its quota share."""
+        c = self.config
+        need = api.calls_per_poll(
+            st.metrics_api if st.metrics_api in ("v1", "v2") else "v1", c.latency_query, c.error_query
+        )
+        if st.metrics_api is None:  # detection may land on either: plan for the costlier
+            v2 = api.calls_per_poll("v2", c.latency_query, c.error_query)
+            need = {**need, **v2}
+        return max(c.poll_interval, interval_for(st.plan, need, c.budget_share, self._org_size[st.organization]))
+
+    # -- calls ---------------------------------------------------------------------------------------
+    def _budget(self, st: ProjectState, resource: str | None) -> CallBudget | None:
+        return None if resource is None else self.budgets.get((st.organization, resource))
+
+    def _call(self, st: ProjectState, call: api.Call, errors: dict[str, int]) -> Any:
+        budget = self._budget(st, call.resource)
+        if budget is not None:
+            if budget.remaining(self._clock()) <= 0:  # the pre-check makes this rare: another project spent it
+                errors["budget_exhausted"] = errors.get("budget_exhausted", 0) + 1
+                st.last_error = f"{call.endpoint}: call budget of {call.resource} spent"
+                st.deferred += 1
+                raise _Stop
+            budget.take(self._clock())
+        url = st.base + call.path + ("?" + urllib.parse.urlencode(call.params) if call.params else "")
         res, data = httpclient.get_json(
             url, timeout=self.config.timeout, headers={"Authorization": st.auth}, expect=dict
         )
-        status = str(res.status) if res.status else res.kind
-        st.calls[(endpoint, status)] = st.calls.get((endpoint, status), 0) + 1
+        st.calls[(call.endpoint, str(res.status) if res.status else res.kind)] += 1
         if res.ok:
             return data
+        if res.status == 404 and call.path != api.HEALTH_PATH:
+            raise _NotAvailable(call.endpoint)
         errors[res.kind] = errors.get(res.kind, 0) + 1
-        st.last_error = f"{endpoint}: {res.kind} {res.detail}".strip()
+        st.last_error = f"{call.endpoint}: {res.kind} {res.detail}".strip()
         if res.kind == "rate_limited":
             wait = res.retry_after(self._wall())
             st.backoff = max(wait or 0.0, self.config.min_backoff if st.backoff == 0 else st.backoff * 2)
@@ -127,73 +205,125 @@ class LangfuseCollector(Collector):
             raise _Stop
         return None  # auth / 4xx / malformed: this endpoint failed, keep polling the others
 
+    def _ready_at(self, st: ProjectState, version: str) -> float:
+        """When this poll's calls fit in every budget they spend."""
+        now = self._clock()
+        c = self.config
+        need = api.calls_per_poll(version, c.latency_query, c.error_query)
+        return max((b.ready_at(now, need[r]) for r in need if (b := self._budget(st, r)) is not None), default=now)
+
+    # -- polling -------------------------------------------------------------------------------------
+    def _poll_v2(self, st: ProjectState, errors: dict[str, int], now: float) -> bool:
+        totals = self._call(st, api.v2_totals(now), errors)
+        if totals is not None:
+            st.metrics_api = "v2"
+        models = self._call(st, api.v2_models(now), errors)
+        ok = True
+        if totals is not None and models is not None:
+            daily = api.parse_v2_daily(totals, models)
+            if daily is None:
+                errors["malformed"] = errors.get("malformed", 0) + 1
+                st.last_error = "metrics_v2: unexpected rows"
+            else:
+                st.daily = daily
+                if daily.truncated:
+                    log.warning(
+                        "Langfuse project %s: more than %d models today; the rest is cut", st.name, api.V2_ROW_LIMIT
+                    )
+            ok = daily is not None
+        else:
+            ok = False
+        return self._window_queries(st, "v2", "observations", errors, now) and ok
+
+    def _poll_v1(self, st: ProjectState, errors: dict[str, int], now: float) -> bool:
+        data = self._call(st, api.v1_daily(now), errors)
+        if data is not None:
+            st.metrics_api = "v1"
+        daily = api.parse_v1_daily(data) if data is not None else None
+        if daily is not None:
+            st.daily = daily
+        elif data is not None:
+            errors["malformed"] = errors.get("malformed", 0) + 1
+        return self._window_queries(st, "v1", self.config.latency_view, errors, now) and daily is not None
+
+    def _window_queries(self, st: ProjectState, version: str, view: str, errors: dict[str, int], now: float) -> bool:
+        c = self.config
+        ok = True
+        if c.latency_query:
+            data = self._call(st, api.latency_query(version, view, now, c.window), errors)
+            lat = api.parse_latency(data) if data is not None else None
+            if lat is not None:
+                st.latency, st.latency_view = lat, view
+            ok = lat is not None
+        if c.error_query:
+            data = self._call(st, api.errors_query(version, now, c.window), errors)
+            count = api.parse_error_count(data) if data is not None else None
+            if count is not None:
+                st.errors = count
+            ok = ok and count is not None
+        return ok
+
+    def _versions_to_try(self, st: ProjectState) -> list[str]:
+        c = self.config
+        if c.api != "auto":
+            return [c.api]
+        if st.metrics_api == "v1" and self._clock() - st.detected_at < c.redetect_interval:
+            return ["v1"]
+        if st.metrics_api == "v2":
+            return ["v2"]
+        return ["v2", "v1"]
+
     def poll(self, st: ProjectState, errors: dict[str, int]) -> None:
         c = self.config
-        now_wall = self._wall()
-        ok = True
-        try:
-            health = self._call(st, "health", "/api/public/health", errors)
-            st.healthy = health is not None
-            today = dt.datetime.fromtimestamp(now_wall, dt.timezone.utc).replace(
-                hour=0, minute=0, second=0, microsecond=0
-            )
-            daily = self._call(
-                st,
-                "metrics_daily",
-                "/api/public/metrics/daily",
-                errors,
-                {"fromTimestamp": today.isoformat().replace("+00:00", "Z"), "limit": "1"},
-            )
-            st.healthy = st.healthy and daily is not None
-            parsed_daily = parse_daily(daily) if daily is not None else None
-            if parsed_daily is not None:
-                st.daily = parsed_daily
-            elif daily is not None:
-                errors["malformed"] = errors.get("malformed", 0) + 1
-            ok = ok and parsed_daily is not None
-            frm = dt.datetime.fromtimestamp(now_wall - c.window, dt.timezone.utc).isoformat().replace("+00:00", "Z")
-            to = dt.datetime.fromtimestamp(now_wall, dt.timezone.utc).isoformat().replace("+00:00", "Z")
-            if c.latency_query:
-                q = {
-                    "view": c.latency_view,
-                    "dimensions": [],
-                    "filters": [],
-                    "fromTimestamp": frm,
-                    "toTimestamp": to,
-                    "metrics": [{"measure": "latency", "aggregation": a} for a, _ in QUANTILES],
-                }
-                data = self._call(st, "metrics_latency", "/api/public/metrics", errors, {"query": json.dumps(q)})
-                lat = parse_latency(data) if data is not None else None
-                if lat is not None:
-                    st.latency = lat
-                ok = ok and lat is not None
-            if c.error_query:
-                q = {
-                    "view": "observations",
-                    "dimensions": [{"field": "level"}],
-                    "filters": [],
-                    "metrics": [{"measure": "count", "aggregation": "count"}],
-                    "fromTimestamp": frm,
-                    "toTimestamp": to,
-                }
-                data = self._call(st, "metrics_errors", "/api/public/metrics", errors, {"query": json.dumps(q)})
-                count = parse_error_count(data) if data is not None else None
-                if count is not None:
-                    st.errors = count
-                ok = ok and count is not None
-        except _Stop:
-            st.backoff = min(st.backoff, c.max_backoff)
-            st.next_due = self._clock() + st.backoff
-            st.healthy = False
-            log.warning("Langfuse project %s: %s; backing off %.0fs", st.name, st.last_error, st.backoff)
+        versions = self._versions_to_try(st)
+        ready = self._ready_at(st, versions[0])
+        if ready > self._clock():
+            st.deferred += 1
+            st.next_due = ready
+            log.info("Langfuse project %s: call budget spent, next poll in %.0fs", st.name, ready - self._clock())
             return
-        st.polled = True
+        now_wall = self._wall()
+        ok = False
+        try:
+            health = self._call(st, api.Call("health", None, api.HEALTH_PATH), errors)
+            version = api.parse_health(health) if health is not None else None
+            st.healthy = version is not None
+            st.version = version or st.version
+            for i, v in enumerate(versions):
+                try:
+                    ok = (self._poll_v2 if v == "v2" else self._poll_v1)(st, errors, now_wall)
+                    if len(versions) > 1:
+                        st.detected_at = self._clock()
+                    break
+                except _NotAvailable as exc:
+                    log.info("Langfuse project %s: %s answers 404 (API %s not on this server)", st.name, exc, v)
+                    if i + 1 < len(versions) and self._ready_at(st, versions[i + 1]) > self._clock():
+                        raise _Stop from None  # the fallback's budget is spent: try again later
+            else:
+                st.metrics_api, st.detected_at = "none", self._clock()
+                st.healthy = False
+                errors["api_unavailable"] = errors.get("api_unavailable", 0) + 1
+                st.last_error = "no metrics API answers (v4 events_only without v2? v1 404 and v2 404)"
+            st.healthy = st.healthy and ok
+        except _Stop:
+            st.backoff = min(st.backoff, c.max_backoff) if st.backoff else 0.0
+            st.next_due = max(
+                self._clock() + st.backoff,
+                self._ready_at(st, st.metrics_api if st.metrics_api in ("v1", "v2") else "v2"),
+            )
+            st.healthy = False
+            log.warning(
+                "Langfuse project %s: %s; next try in %.0fs", st.name, st.last_error, st.next_due - self._clock()
+            )
+            return
         st.backoff = 0.0
-        st.next_due = self._clock() + c.poll_interval
+        st.interval = self.poll_interval(st)
+        st.next_due = self._clock() + st.interval
         if ok:
             st.last_success = self._wall()
             st.last_error = ""
         else:
+            st.healthy = False
             log.warning("Langfuse project %s: partial poll (%s)", st.name, st.last_error)
 
     def collect_snapshot(self) -> Snapshot:
@@ -213,11 +343,16 @@ class LangfuseCollector(Collector):
         lp = ["project"]
         up = GaugeMetricFamily(
             p + "up",
-            "Whether the project's Langfuse answered the last poll "
-            "(health, and metrics/daily accepted the project's keys).",
+            "Whether the project's Langfuse answered the last poll (health, and a metrics API accepted the keys).",
             labels=lp,
         )
-        traces = GaugeMetricFamily(p + "daily_traces", "Traces on the current UTC day (metrics/daily).", labels=lp)
+        info = GaugeMetricFamily(
+            p + "server_info",
+            "The project's Langfuse: version (from health), metrics API in use (v2, v1, none, unknown) and the "
+            "plan whose quotas the exporter keeps to; always 1.",
+            labels=[*lp, "version", "metrics_api", "plan"],
+        )
+        traces = GaugeMetricFamily(p + "daily_traces", "Traces on the current UTC day.", labels=lp)
         obs = GaugeMetricFamily(p + "daily_observations", "Observations on the current UTC day.", labels=lp)
         cost = GaugeMetricFamily(p + "daily_cost_usd", "Total model cost on the current UTC day (USD).", labels=lp)
         tokens = GaugeMetricFamily(
@@ -227,6 +362,11 @@ class LangfuseCollector(Collector):
         )
         mcost = GaugeMetricFamily(
             p + "daily_model_cost_usd", "Model cost on the current UTC day (USD) by model.", labels=[*lp, "model"]
+        )
+        truncated = GaugeMetricFamily(
+            p + "daily_models_truncated",
+            f"1 when more than {api.V2_ROW_LIMIT} models were used today and the cheapest are missing (v2 row limit).",
+            labels=lp,
         )
         latency = GaugeMetricFamily(
             p + "latency_seconds",
@@ -239,96 +379,66 @@ class LangfuseCollector(Collector):
             "Langfuse API calls made by this exporter, by endpoint and HTTP status (or error kind).",
             labels=[*lp, "endpoint", "status"],
         )
+        deferred = CounterMetricFamily(
+            p + "polls_deferred", "Polls put off because the call budget of a quota was spent.", labels=lp
+        )
+        interval = GaugeMetricFamily(
+            p + "poll_interval_seconds",
+            "Seconds between polls of the project, after fitting the plan's quotas.",
+            labels=lp,
+        )
         age = GaugeMetricFamily(
             p + "data_age_seconds", "Seconds since the last complete successful poll (-1: never).", labels=lp
         )
         backoff = GaugeMetricFamily(
             p + "backoff_seconds", "Current back-off before the next poll (0: none).", labels=lp
         )
-        now = self._wall()
+        lb = ["organization", "resource"]
+        b_limit = GaugeMetricFamily(
+            p + "api_budget_calls",
+            "Calls the exporter may make per quota window (its share of the plan quota).",
+            labels=lb,
+        )
+        b_left = GaugeMetricFamily(
+            p + "api_budget_remaining_calls", "Calls left in the current quota window.", labels=lb
+        )
+        b_window = GaugeMetricFamily(p + "api_budget_window_seconds", "Length of the quota window.", labels=lb)
+        now, mono = self._wall(), self._clock()
         for st in self.projects:
             lbl = [st.name]
             up.add_metric(lbl, 1 if st.healthy else 0)
+            info.add_metric([st.name, st.version, st.metrics_api or "unknown", st.plan], 1)
             if st.daily is not None:
-                traces.add_metric(lbl, st.daily["traces"])
-                obs.add_metric(lbl, st.daily["observations"])
-                cost.add_metric(lbl, st.daily["cost"])
-                for model, u in sorted(st.daily["models"].items()):
-                    for kind in ("input", "output", "total"):
+                d = st.daily
+                traces.add_metric(lbl, d.traces)
+                obs.add_metric(lbl, d.observations)
+                cost.add_metric(lbl, d.cost)
+                truncated.add_metric(lbl, 1 if d.truncated else 0)
+                for model, u in sorted(d.models.items()):
+                    for kind, _ in api.TOKEN_KINDS:
                         tokens.add_metric([st.name, model, kind], u[kind])
                     mcost.add_metric([st.name, model], u["cost"])
             for q, value in sorted(st.latency.items()):
-                latency.add_metric([st.name, self.config.latency_view, q], value)
+                latency.add_metric([st.name, st.latency_view, q], value)
             if st.errors is not None:
                 errs.add_metric(lbl, st.errors)
             for (endpoint, status), n in sorted(st.calls.items()):
                 calls.add_metric([st.name, endpoint, status], n)
+            deferred.add_metric(lbl, st.deferred)
+            interval.add_metric(lbl, st.interval)
             age.add_metric(lbl, now - st.last_success if st.last_success else -1)
-            backoff.add_metric(lbl, max(0.0, st.next_due - self._clock()) if st.backoff else 0.0)
-        return [up, traces, obs, cost, tokens, mcost, latency, errs, calls, age, backoff]
+            backoff.add_metric(lbl, max(0.0, st.next_due - mono) if st.backoff else 0.0)
+        for (org, resource), b in sorted(self.budgets.items()):
+            b_limit.add_metric([org, resource], b.calls)
+            b_left.add_metric([org, resource], b.remaining(mono))
+            b_window.add_metric([org, resource], b.window)
+        return [
+            up, info, traces, obs, cost, tokens, mcost, truncated, latency, errs, calls, deferred, interval, age,
+            backoff, b_limit, b_left, b_window,
+        ]  # fmt: skip
 
 
-def _num(value: object) -> float:
-    if isinstance(value, bool):
-        raise TypeError("boolean")
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        return float(value)
-    raise TypeError(type(value).__name__)
-
-
-def parse_daily(data: Any) -> dict[str, Any] | None:
-    """metrics/daily body -> today's (newest) totals and per-model usage; None if not that shape."""
-    try:
-        days = data["data"]
-        if not isinstance(days, list):
-            return None
-        if not days:
-            return {"traces": 0.0, "observations": 0.0, "cost": 0.0, "models": {}}
-        day = max(days, key=lambda d: str(d["date"]))
-        models: dict[str, dict[str, float]] = {}
-        for u in day.get("usage") or []:
-            name = str(u.get("model") or "unknown")
-            m = models.setdefault(name, {"input": 0.0, "output": 0.0, "total": 0.0, "cost": 0.0})
-            m["input"] += _num(u.get("inputUsage", 0))
-            m["output"] += _num(u.get("outputUsage", 0))
-            m["total"] += _num(u.get("totalUsage", 0))
-            m["cost"] += _num(u.get("totalCost", 0) or 0)
-        return {
-            "traces": _num(day["countTraces"]),
-            "observations": _num(day["countObservations"]),
-            "cost": _num(day.get("totalCost", 0) or 0),
-            "models": models,
-        }
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
-
-
-def parse_latency(data: Any) -> dict[str, float] | None:
-    """Metrics query rows (``p95_latency`` in ms) -> {quantile: seconds}; None if not that shape."""
-    try:
-        rows = data["data"]
-        if not isinstance(rows, list):
-            return None
-        if not rows:
-            return {}
-        out: dict[str, float] = {}
-        for agg, q in QUANTILES:
-            value = rows[0].get(f"{agg}_latency")
-            if value is not None:
-                out[q] = _num(value) / 1000.0
-        return out
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-        return None
-
-
-def parse_error_count(data: Any) -> float | None:
-    """Rows grouped by ``level`` with ``count_count`` -> count of the ERROR row (0 when absent)."""
-    try:
-        rows = data["data"]
-        if not isinstance(rows, list):
-            return None
-        return sum(_num(r.get("count_count", 0)) for r in rows if r.get("level") == "ERROR")
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
+# the parsers, where the tests and older callers import them from
+parse_daily = api.parse_v1_daily
+parse_latency = api.parse_latency
+parse_error_count = api.parse_error_count
