@@ -12,4 +12,13 @@ if [ ! -x "$bin/promtool" ]; then
   dpkg-deb -x "$work"/prometheus_*.deb "$work/root"
   install -m 0755 "$work/root/usr/bin/promtool" "$bin/promtool"
 fi
+# amtool, the same way, from Debian's prometheus-alertmanager (the unit tests check rendered configs with it).
+if [ ! -x "$bin/amtool" ]; then
+  amwork=$(mktemp -d)
+  trap 'rm -rf "${work:-}" "$amwork"' EXIT
+  (cd "$amwork" && apt-get download -q prometheus-alertmanager >/dev/null 2>&1) || { apt-get update -qq && (cd "$amwork" && apt-get download -q prometheus-alertmanager >/dev/null); }
+  dpkg-deb -x "$amwork"/prometheus-alertmanager_*.deb "$amwork/root"
+  install -m 0755 "$amwork/root/usr/bin/amtool" "$bin/amtool"
+fi
 "$bin/promtool" --version 2>&1 | head -1
+"$bin/amtool" --version 2>&1 | head -1

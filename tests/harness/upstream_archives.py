@@ -33,6 +33,10 @@ DEFAULT_OUT = REPO / ".cache" / "upstream-archives"
 COMPONENTS = {
     "prometheus-node-exporter": ("node_exporter", [("usr/bin/prometheus-node-exporter", "node_exporter")]),
     "prometheus": ("prometheus", [("usr/bin/prometheus", "prometheus"), ("usr/bin/promtool", "promtool")]),
+    "prometheus-alertmanager": (
+        "alertmanager",
+        [("usr/bin/prometheus-alertmanager", "alertmanager"), ("usr/bin/amtool", "amtool")],
+    ),
 }
 
 
@@ -97,6 +101,23 @@ def build(out: Path) -> dict[str, dict[str, str]]:
     return built
 
 
+# Debian's Alertmanager reads its notification templates from this directory (upstream's binary embeds them): a
+# host running the rebuilt archive needs them there, so the build leaves them in OUT/alertmanager-templates.
+DEBIAN_ALERTMANAGER_TEMPLATES = "usr/share/prometheus/alertmanager"
+
+
+def alertmanager_templates(out: Path) -> Path:
+    target = out / "alertmanager-templates"
+    if not (target / "default.tmpl").exists():
+        deb = _download("prometheus-alertmanager", out / "debs")
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
+            target.mkdir(parents=True, exist_ok=True)
+            for tmpl in (Path(tmp) / DEBIAN_ALERTMANAGER_TEMPLATES).glob("*.tmpl"):
+                (target / tmpl.name).write_bytes(tmpl.read_bytes())
+    return target
+
+
 def vars_yaml(built: dict[str, dict[str, str]], base_url: str) -> str:
     lines = ["---", "# Written by tests/harness/upstream_archives.py: archives rebuilt from Debian's binaries."]
     for name, info in built.items():
@@ -119,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "build":
         built = build(args.out)
+        alertmanager_templates(args.out)
         (args.vars or args.out / "vars.yml").write_text(vars_yaml(built, f"http://127.0.0.1:{args.port}"))
         for name, info in built.items():
             print(f"{name} {info['version']} {info['file']} sha256:{info['sha256']}")
