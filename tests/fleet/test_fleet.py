@@ -115,6 +115,7 @@ def test_every_inventory_host_is_scraped_with_its_labels(fleet: harness.Fleet) -
         ("node", "mon-1"),
         ("node", "node-1"),
         ("prometheus", "mon-1"),
+        ("alertmanager", "mon-1"),
         ("gpu", "node-1"),
         ("vllm_exporter", "node-1"),
         ("ollama_proxy", "node-1"),

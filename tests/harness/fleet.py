@@ -246,8 +246,9 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
     (inv / "group_vars" / "all.yml").write_text("---\n" + _yaml(group_vars))
     # Debian's prometheus package ships the web UI (its classic UI, with Debian's libjs packages); the archive the
     # mirror rebuilds from Debian's binary has no web assets. The demo prints the UI's URL: it must show the UI.
-    # (molecule/prometheus installs the archive.)
-    monitoring_vars = {"prometheus_install_method": "package"}
+    # (molecule/prometheus installs the archive.) Debian's Alertmanager binary reads its templates from the
+    # package's files, which the rebuilt archive lacks: the package here too.
+    monitoring_vars = {"prometheus_install_method": "package", "alertmanager_install_method": "package"}
     (inv / "group_vars" / "monitoring.yml").write_text("---\n" + _yaml(monitoring_vars))
     # No GPU in a container fleet: the GPU exporter runs on its simulation backend (values are not real).
     gpu_vars = {
@@ -515,11 +516,11 @@ def _targets_page(fleet: Fleet) -> str:
 
 
 def expected_target_count(fleet: Fleet) -> int:
-    """node on every host, prometheus on the monitoring host, gpu on each GPU host, vllm_exporter and vllm (native,
-    HTTP SD) on each vLLM host, ollama_proxy on each Ollama host, litellm_exporter and litellm (native) on each
-    LiteLLM host, langfuse on each Langfuse host."""
+    """node on every host, prometheus and alertmanager on the monitoring host, gpu on each GPU host, vllm_exporter
+    and vllm (native, HTTP SD) on each vLLM host, ollama_proxy on each Ollama host, litellm_exporter and litellm
+    (native) on each LiteLLM host, langfuse on each Langfuse host."""
     per_group = {"gpu_hosts": 1, "vllm_servers": 2, "ollama_servers": 1, "litellm_proxies": 2, "langfuse_servers": 1}
-    return len(fleet.hosts) + 1 + sum(per_group.get(g, 0) for h in fleet.hosts for g in h.groups)
+    return len(fleet.hosts) + 2 + sum(per_group.get(g, 0) for h in fleet.hosts for g in h.groups)
 
 
 def wait_targets_up(fleet: Fleet, expected: int, timeout: float = 60) -> list[dict[str, Any]]:

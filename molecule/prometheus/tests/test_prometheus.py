@@ -77,8 +77,13 @@ def test_one_file_sd_file_per_job(host):
 
 def test_every_inventory_host_is_scraped(host):
     """Every host is up in job node with its inventory name and fleet_labels; both Prometheus servers in job
-    prometheus. Polls for up to 30 s: the first scrape comes within one scrape interval."""
-    expected = {("node", name) for name in ALL_HOSTS} | {("prometheus", name) for name in testinfra_hosts}
+    prometheus, both Alertmanagers in job alertmanager. Polls for up to 30 s: the first scrape comes within one
+    scrape interval."""
+    expected = (
+        {("node", name) for name in ALL_HOSTS}
+        | {("prometheus", name) for name in testinfra_hosts}
+        | {("alertmanager", name) for name in testinfra_hosts}
+    )
     deadline = time.monotonic() + 30
     while True:
         targets = _active_targets(host)
@@ -89,7 +94,7 @@ def test_every_inventory_host_is_scraped(host):
     assert set(seen) == expected
     for (job, name), target in seen.items():
         assert target["health"] == "up", f"{job}/{name}: {target.get('lastError')}"
-        port = 9100 if job == "node" else 9090
+        port = {"node": 9100, "prometheus": 9090, "alertmanager": 9093}[job]
         assert target["scrapeUrl"] == f"http://{name}:{port}/metrics"
         labels = RUNNER.get_variables(name).get("fleet_labels", {})
         for key, value in labels.items():
