@@ -137,7 +137,7 @@ RESERVED_LABELS: dict[str, str] = {
     "gpu_instance": "the GPU exporter",
     "compute_instance": "the GPU exporter",
     "xid": "the GPU exporter",
-    "reason": "the GPU exporter, exporters' self-metrics",
+    "reason": "the GPU exporter, exporters' self-metrics, vLLM",
     "clock": "the GPU exporter",
     "link": "the GPU exporter",
     "limit": "the GPU exporter (temperature limits)",
@@ -151,7 +151,7 @@ RESERVED_LABELS: dict[str, str] = {
     "mig_uuid": "the GPU exporter",
     "id": "the container exporter",
     "image": "the container exporter",
-    "state": "the container exporter, node_exporter",
+    "state": "the container exporter, node_exporter, vLLM",
     "health": "the container exporter",
     "interface": "the container exporter",
     "exporter": "the exporters' self-metrics",
@@ -162,7 +162,7 @@ RESERVED_LABELS: dict[str, str] = {
     "driver_version": "the GPU exporter",
     "cuda_version": "the GPU exporter",
     "endpoint": "the Ollama proxy, the LLM exporters",
-    "status": "the Ollama proxy, the LLM exporters",
+    "status": "the Ollama proxy, the LLM exporters, vLLM's HTTP instrumentator",
     "model": "the Ollama proxy, the LLM exporters, the vLLM SD",
     "family": "the Ollama proxy",
     "parameter_size": "the Ollama proxy",
@@ -178,7 +178,7 @@ RESERVED_LABELS: dict[str, str] = {
     "resource": "the Langfuse exporter (API quotas)",
     "db": "the LiteLLM exporter",
     "target": "the vLLM exporter",
-    "source": "the vLLM exporter",
+    "source": "the vLLM exporter, vLLM (prompt tokens by source)",
     # the exporters' Python runtime (python_info)
     "implementation": "the exporters' Python runtime",
     "major": "the exporters' Python runtime",
@@ -190,6 +190,13 @@ RESERVED_LABELS: dict[str, str] = {
     "engine": "vLLM",
     "finished_reason": "vLLM",
     "handler": "vLLM's HTTP instrumentator, Prometheus",
+    "sleep_state": "vLLM (engine_sleep_state)",
+    "policy": "vLLM (scheduler_policy_info)",
+    "priority": "vLLM (priority scheduling)",
+    "position": "vLLM (speculative decoding, accepted tokens per position)",
+    "max_lora": "vLLM (lora_requests_info)",
+    "running_lora_adapters": "vLLM (lora_requests_info)",
+    "waiting_lora_adapters": "vLLM (lora_requests_info)",
     "alertmanager": "Prometheus (notifications per Alertmanager)",
     "tags": "Prometheus (build tags in prometheus_build_info)",
     "method": "vLLM's HTTP instrumentator",
@@ -285,6 +292,20 @@ RESERVED_LABELS: dict[str, str] = {
 }
 # A name with one of these prefixes is Prometheus' own (__name__, __address__), the result of a collision, or
 # LiteLLM's caller label kept under another name by the litellm job (litellm_team).
+# vLLM's cache_config_info carries every CacheConfig field as a label (vllm/config/cache.py, as recorded in
+# files/testkit/src/llm_monitor_testkit/samples/vllm/series.json); block_size and the older ones are above.
+VLLM_CACHE_CONFIG_LABELS = (
+    "_block_size_resolved", "attn_group_size", "effective_attention_block_size",
+    "enable_mamba_fine_grained_prefix_cache", "is_attention_free", "kv_cache_dtype_skip_layers", "kv_cache_layout",
+    "kv_cache_max_concurrency", "kv_cache_memory_bytes", "kv_cache_size_tokens", "kv_offloading_backend",
+    "kv_offloading_size", "kv_sharing_fast_prefill", "mamba_block_size", "mamba_cache_dtype", "mamba_cache_mode",
+    "mamba_page_size_padded", "mamba_ssm_cache_dtype", "num_cpu_blocks", "num_gpu_blocks_override",
+    "prefix_cache_retention_interval", "prefix_caching_hash_algo", "prefix_match_unit", "replayssm_buffer_len",
+    "skip_page_size_padded", "sliding_window", "use_kda_recoverssm", "use_replayssm", "user_specified_block_size",
+    "user_specified_mamba_block_size",
+)  # fmt: skip
+RESERVED_LABELS.update({name: "vLLM (cache_config_info)" for name in VLLM_CACHE_CONFIG_LABELS})
+
 RESERVED_LABEL_PREFIXES: tuple[str, ...] = ("__", "exported_", "litellm_")
 # LiteLLM's caller labels a fleet label may take anyway (see above): the litellm job renames LiteLLM's on a clash.
 RENAMED_ON_CLASH: dict[str, str] = {"team": "LiteLLM", "user": "LiteLLM"}

@@ -132,14 +132,42 @@ def test_static_endpoint_metrics_and_sd(sim: tuple[SimulatedVllm, int], promtool
     assert json.loads(body) == [
         {"targets": [f"127.0.0.1:{port}"], "labels": {"host": "node-1", "container": "static-a", "model": MODEL}}
     ]
-    # upstream down (503) -> up 0, error counted, exporter keeps serving
+    assert value(samples, "llm_monitor_vllm_http_reachable", **lbl) == 1
+    # a dead engine: /health 503 with an empty body while /metrics still answers 200 -> down, but reachable
+    s.set_scenario("engine_dead")
+    assert _get(port, "/metrics")[0] == 200 and _get(port, "/health") == (503, b"")
+    _text, samples = _samples(loop)
+    assert value(samples, "llm_monitor_vllm_up", **lbl) == 0
+    assert value(samples, "llm_monitor_vllm_http_reachable", **lbl) == 1
+    assert value(samples, "llm_monitor_exporter_collection_errors_total", kind="engine_unhealthy") == 1
+    # everything 503 -> the same
     s.set_scenario("upstream_down")
     _text, samples = _samples(loop)
     assert value(samples, "llm_monitor_vllm_up", **lbl) == 0
-    assert value(samples, "llm_monitor_exporter_collection_errors_total", kind="probe_http") == 1
+    assert value(samples, "llm_monitor_exporter_collection_errors_total", kind="engine_unhealthy") == 2
     s.set_scenario("normal")
     _text, samples = _samples(loop)
     assert value(samples, "llm_monitor_vllm_up", **lbl) == 1
+    col.close()
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_server_gone_is_unreachable() -> None:
+    port = free_port()
+    col = _static(port)
+    loop = SnapshotLoop(col, 1)
+    _text, samples = _samples(loop)
+    lbl = {"target": f"127.0.0.1:{port}", "container": "static-a", "source": "static"}
+    assert value(samples, "llm_monitor_vllm_up", **lbl) == 0
+    assert value(samples, "llm_monitor_vllm_http_reachable", **lbl) == 0
+    assert value(samples, "llm_monitor_exporter_collection_errors_total", kind="probe_unreachable") == 1
     col.close()
 
 

@@ -31,8 +31,8 @@ KINDS = ("vllm", "ollama", "langfuse")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from llm_monitor_testkit.langfuse_sim import MODES  # noqa: PLC0415
-    from llm_monitor_testkit.vllm_sim import SCENARIOS  # noqa: PLC0415
+    from llm_monitor_testkit.langfuse_sim import MODES, PLANS, SERVERS  # noqa: PLC0415
+    from llm_monitor_testkit.vllm_sim import SCENARIOS, SCHEDULING_POLICIES  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -52,6 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--scenario", default="normal", choices=SCENARIOS)
     v.add_argument("--model", default="simulated/llama-3-8b-instruct")
     v.add_argument("--max-model-len", type=int, default=8192)
+    v.add_argument("--max-num-seqs", type=int, default=16)
+    v.add_argument(
+        "--spec-decode",
+        type=int,
+        default=0,
+        metavar="N",
+        help="speculative tokens per draft (0: no speculative decoding)",
+    )
+    v.add_argument(
+        "--lora-adapter", action="append", default=[], metavar="NAME", help="a loaded LoRA adapter (repeatable)"
+    )
+    v.add_argument("--max-loras", type=int, default=None, help="LoRA slots (default: one per adapter)")
+    v.add_argument("--scheduling-policy", default="fcfs", choices=SCHEDULING_POLICIES)
     # the Ollama simulator has its own parser (asyncio server); listed here for --help
     sub.add_parser("ollama", help="simulated Ollama server (see: simulate ollama --help)", add_help=False)
     lf = sub.add_parser(
@@ -64,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--secret-key-file", metavar="FILE", help="file holding the secret key to accept (default: sk-lf-simulated)"
     )
     lf.add_argument("--retry-after", type=int, default=2, help="Retry-After seconds in rate_limited mode")
+    lf.add_argument(
+        "--server",
+        default="v4_events_only",
+        choices=SERVERS,
+        help="Langfuse modelled: v4 events_only (v2 metrics only), v4 legacy write mode (v1 only), v3 (v1 only)",
+    )
+    lf.add_argument("--plan", default="self_hosted", choices=PLANS, help="Langfuse Cloud plan whose quotas apply")
     return parser
 
 
@@ -93,7 +113,17 @@ def simulate_threaded(ns: argparse.Namespace) -> int:
         if ns.kind == "vllm":
             from llm_monitor_testkit.vllm_sim import SimulatedVllm, SimulatedVllmServer  # noqa: PLC0415
 
-            server = SimulatedVllmServer(address, SimulatedVllm(ns.model, ns.scenario, ns.max_model_len))
+            sim = SimulatedVllm(
+                ns.model,
+                ns.scenario,
+                ns.max_model_len,
+                ns.max_num_seqs,
+                spec_decode=ns.spec_decode,
+                lora_adapters=ns.lora_adapter,
+                max_loras=ns.max_loras,
+                scheduling_policy=ns.scheduling_policy,
+            )
+            server = SimulatedVllmServer(address, sim)
         else:
             from llm_monitor_testkit.langfuse_sim import SimulatedLangfuse, SimulatedLangfuseServer  # noqa: PLC0415
 
@@ -102,7 +132,8 @@ def simulate_threaded(ns: argparse.Namespace) -> int:
                 with open(ns.secret_key_file, encoding="utf-8") as fh:
                     secret = fh.read().strip()
             server = SimulatedLangfuseServer(
-                address, SimulatedLangfuse(ns.public_key, secret, ns.scenario, ns.retry_after)
+                address,
+                SimulatedLangfuse(ns.public_key, secret, ns.scenario, ns.retry_after, server=ns.server, plan=ns.plan),
             )
     except OSError as exc:
         print(f"{PROG} simulate {ns.kind}: cannot listen on {ns.listen}: {exc.strerror or exc}", file=sys.stderr)

@@ -75,6 +75,7 @@ class VllmConfig:
 @dataclass
 class ServerState:
     up: bool = False
+    reachable: bool = False
     probe_seconds: float = 0.0
     models: list[tuple[str, int | None]] = field(default_factory=list)
     models_at: float = 0.0
@@ -82,7 +83,14 @@ class ServerState:
 
 class VllmCollector(Collector):
     name = "vllm"
-    error_kinds = ("probe_unreachable", "probe_timeout", "probe_http", "models_malformed", "no_address")
+    error_kinds = (
+        "probe_unreachable",
+        "probe_timeout",
+        "probe_http",
+        "engine_unhealthy",
+        "models_malformed",
+        "no_address",
+    )
     upstream_names: tuple[str, ...] = ("docker",)
 
     def __init__(
@@ -176,12 +184,18 @@ class VllmCollector(Collector):
         base = f"http://{target.probe}"
         t0 = time.perf_counter()
         res = httpclient.get(base + "/health", timeout=c.probe_timeout)
-        if not res.ok and res.kind not in ("unreachable", "timeout"):
-            res = httpclient.get(base + "/metrics", timeout=c.probe_timeout)
+        reachable = res.kind not in ("unreachable", "timeout")
         error: str | None = None
-        up = res.ok
-        if not up:
-            error = {"unreachable": "probe_unreachable", "timeout": "probe_timeout"}.get(res.kind, "probe_http")
+        if res.status == 503:
+            # vLLM's /health answers 503 (empty body) once the engine is dead, while /metrics and the API
+            # server still answer 200: the server is reachable but serves nothing
+            up, error = False, "engine_unhealthy"
+        else:
+            if not res.ok and reachable:  # no /health here (a proxy in front): the API server answering will do
+                res = httpclient.get(base + "/metrics", timeout=c.probe_timeout)
+            up = res.ok
+            if not up:
+                error = {"unreachable": "probe_unreachable", "timeout": "probe_timeout"}.get(res.kind, "probe_http")
         now = self._clock()
         models, models_at = state.models, state.models_at
         if up and (not models or now - state.models_at >= c.models_refresh):
@@ -191,7 +205,10 @@ class VllmCollector(Collector):
                 models, models_at = parsed, now
             elif mres.kind == "malformed" or (mres.ok and parsed is None):
                 error = "models_malformed"
-        return ServerState(up=up, probe_seconds=time.perf_counter() - t0, models=models, models_at=models_at), error
+        state = ServerState(
+            up=up, reachable=reachable, probe_seconds=time.perf_counter() - t0, models=models, models_at=models_at
+        )
+        return state, error
 
     def collect_snapshot(self) -> Snapshot:
         errors: dict[str, int] = {}
@@ -228,7 +245,15 @@ class VllmCollector(Collector):
     def _families(self, targets: list[Target], states: dict[str, ServerState]) -> list[Metric]:
         p = "llm_monitor_vllm_"
         up = GaugeMetricFamily(
-            p + "up", "Whether the vLLM server answered /health (or /metrics) in the last probe.", labels=LABELS
+            p + "up",
+            "Whether the vLLM server can serve: /health answered 200 (or, without /health, /metrics did) in the "
+            "last probe; 0 when its engine is dead (/health 503) or it does not answer.",
+            labels=LABELS,
+        )
+        reachable = GaugeMetricFamily(
+            p + "http_reachable",
+            "Whether the vLLM server answered HTTP at all in the last probe (1 with up 0: the engine is dead).",
+            labels=LABELS,
         )
         info = GaugeMetricFamily(
             p + "model_info", "Model served by the vLLM server (from /v1/models), always 1.", labels=[*LABELS, "model"]
@@ -255,6 +280,7 @@ class VllmCollector(Collector):
             st = states[t.address]
             lbl = [t.address, t.container, t.source]
             up.add_metric(lbl, 1 if st.up else 0)
+            reachable.add_metric(lbl, 1 if st.reachable else 0)
             probe.add_metric(lbl, st.probe_seconds)
             for model, length in st.models:
                 info.add_metric([*lbl, model], 1)
@@ -266,7 +292,7 @@ class VllmCollector(Collector):
                 restarts.add_metric(lbl, t.restarts)
         for source, n in sorted(by_source.items()):
             count.add_metric([source], n)
-        return [up, info, max_len, gpus, restarts, probe, count]
+        return [up, reachable, info, max_len, gpus, restarts, probe, count]
 
 
 def parse_models(data: object) -> list[tuple[str, int | None]] | None:
