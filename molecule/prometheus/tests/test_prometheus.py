@@ -130,3 +130,31 @@ def test_identical_external_labels_are_refused_and_nothing_changes(host):
     name = host.backend.get_hostname()
     assert f"host '{name}': prometheus_external_labels" in result["msg"], result["msg"]
     assert "cannot be told apart or deduplicated downstream" in result["msg"]
+
+
+def _rules(host) -> dict[str, list[dict]]:
+    groups = json.loads(_get(host, "/api/v1/rules"))["data"]["groups"]
+    return {g["name"]: g["rules"] for g in groups}
+
+
+def test_the_catalog_alert_rules_are_loaded_with_each_hosts_thresholds(host):
+    rules = _rules(host)
+    assert {"llm_monitor_host", "llm_monitor_monitoring"} <= set(rules), sorted(rules)
+    load = sorted(r["query"] for r in rules["llm_monitor_host"] if r["name"] == "HostHighLoad")
+    assert len(load) == 2, load  # the default and prom-gpu's 4: one rule per distinct value
+    assert any('host!~"prom-gpu"' in q and q.endswith("> 2") for q in load), load
+    assert any('host=~"prom-gpu"' in q and q.endswith("> 4") for q in load), load
+    (skew,) = [r["query"] for r in rules["llm_monitor_host"] if r["name"] == "HostClockSkew"]
+    assert 'host!~"prom-gpu"' in skew, "switched off for prom-gpu"
+    for group in rules.values():
+        for rule in group:
+            assert rule["health"] == "ok", rule
+            if rule["type"] == "alerting":
+                assert rule["annotations"]["runbook_url"].endswith(f"#{rule['name'].lower()}")
+
+
+def test_a_threshold_that_is_not_a_number_is_refused_and_nothing_changes(host):
+    result = json.loads(host.file("/var/tmp/molecule-bad-threshold.json").content_string)
+    assert not result["accepted"]
+    assert result["unchanged"]
+    assert "host 'prom-gpu': fleet_alert_host_high_load_threshold='hot' is not a number" in result["msg"], result["msg"]
