@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
-from llm_monitor_testkit.ollama_sim import OllamaSimulator
+from llm_monitor_testkit.ollama_sim import UPSTREAM_VERSION, OllamaSimulator
 
 from conftest import parse_samples
 from llm_monitor_exporters.core.webconfig import WebConfig
@@ -52,7 +52,7 @@ class Stack:
     async def still_serving(self) -> None:
         async with self.session.get(self.url + "/api/version") as r:
             assert r.status == 200, r.status
-            assert await r.json() == {"version": "0.5.1"}
+            assert await r.json() == {"version": UPSTREAM_VERSION}
 
 
 @contextlib.asynccontextmanager

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import bcrypt
 import pytest
-from llm_monitor_testkit.ollama_sim import SAMPLES, load_sample
+from llm_monitor_testkit.ollama_sim import SAMPLES, UPSTREAM_VERSION, load_sample
 
 from conftest import parse_samples, value
 from llm_monitor_exporters.core.webconfig import WebConfig
@@ -24,6 +24,12 @@ from ollama_support import run as arun
 from ollama_support import stack
 
 GEN = "llm_monitor_ollama_generated_tokens_total"
+TTFT = "llm_monitor_ollama_time_to_first_token_seconds"
+TTFC = "llm_monitor_ollama_time_to_first_content_seconds"
+USER = [{"role": "user", "content": "why is the sky blue?"}]
+#: a generation request (Ollama only loads the model when the prompt or the messages are missing)
+ASK = {"model": "llama3.2", "prompt": "why is the sky blue?"}
+CHAT = {"model": "llama3.2", "messages": USER}
 
 
 # --- units -----------------------------------------------------------------------------------------
@@ -47,11 +53,18 @@ GEN = "llm_monitor_ollama_generated_tokens_total"
         ("/v1/completions", "openai_completions"),
         ("/v1/embeddings", "openai_embeddings"),
         ("/v1/models", "openai_models"),
+        ("/api/status", "status"),
+        ("/v1/responses", "openai_responses"),
+        ("/v1/messages", "anthropic_messages"),
+        ("/v1/audio/transcriptions", "openai_transcriptions"),
+        ("/v1/models/llama3", "openai_retrieve_model"),
+        ("/v1/models/hf.co%2Fuser%2Fm:q4", "openai_retrieve_model"),
         ("/api/generate/", "generate"),
         ("/api/tags?x=1", "tags"),
         ("/", "other"),
         ("/api/blobs/sha256:abc", "other"),
-        ("/v1/models/llama3", "other"),
+        ("/v1/models/", "openai_models"),
+        ("/api/me", "other"),
         ("/../etc/passwd", "other"),
     ],
 )
@@ -172,9 +185,9 @@ def test_metrics_pass_promtool_and_report_models(promtool: Callable[[str], None]
         async with stack() as st:
             for payload, path in (
                 ({"model": "llama3.2", "prompt": "hi"}, "/api/generate"),
-                ({"model": "llama3.2", "messages": [], "stream": False}, "/api/chat"),
+                ({"model": "llama3.2", "messages": USER, "stream": False}, "/api/chat"),
                 ({"model": "all-minilm", "input": ["a", "b"]}, "/api/embed"),
-                ({"model": "llama3.2", "messages": [], "stream": True}, "/v1/chat/completions"),
+                ({"model": "llama3.2", "messages": USER, "stream": True}, "/v1/chat/completions"),
             ):
                 async with st.session.post(st.url + path, json=payload) as r:
                     assert r.status == 200
@@ -196,7 +209,7 @@ def test_metrics_pass_promtool_and_report_models(promtool: Callable[[str], None]
     assert value(s, "llm_monitor_ollama_loaded_model_vram_bytes", model="mistral:latest") == 5137025024
     assert value(s, "llm_monitor_ollama_model_info", model="llama3.2:latest", quantization="Q4_K_M") == 1
     assert value(s, "llm_monitor_ollama_up") == 1
-    assert value(s, "llm_monitor_ollama_version_info", version="0.5.1") == 1
+    assert value(s, "llm_monitor_ollama_version_info", version=UPSTREAM_VERSION) == 1
     assert value(s, "llm_monitor_exporter_up", exporter="ollama", upstream="ollama") == 1
     assert all(v == 0 for _l, v in s["llm_monitor_ollama_in_flight_requests"])
 
@@ -250,12 +263,12 @@ def test_upstream_connections_are_reused() -> None:
 
 def test_model_cardinality_cap_end_to_end() -> None:
     async def body() -> None:
-        # the simulated Ollama lists 6 models (5 installed, mistral:latest loaded): the first poll admits them all;
-        # llama3.2 (answered 200) takes the 7th and last label; llama3 answers 200 too but finds the budget full;
-        # m1..m3 do not exist (404) and never get a label of their own
-        async with stack(max_models=7) as st:
+        # the simulated Ollama lists 7 models (installed, mistral:latest also loaded): the first poll admits them
+        # all; llama3.2 (answered 200) takes the 8th and last label; llama3 answers 200 too but finds the budget
+        # full; m1..m3 do not exist (404) and never get a label of their own
+        async with stack(max_models=8) as st:
             for name in ("llama3.2", "gemma2:2b", "m1", "m2", "m3", "llama3", "llama3.2"):
-                async with st.session.post(st.url + "/api/chat", json={"model": name, "messages": []}) as r:
+                async with st.session.post(st.url + "/api/chat", json={"model": name, "messages": USER}) as r:
                     await r.read()
             s = await st.samples()
             models = {lbl["model"] for lbl, _v in s["llm_monitor_ollama_requests_total"]}
@@ -318,11 +331,11 @@ def test_listed_model_keeps_its_label_for_errors() -> None:
             )
         async with stack() as st:
             st.sim.installed.add("phi3:mini")  # pulled since the poll: only the 200 below says it exists
-            async with st.session.post(st.url + "/api/generate", json={"model": "phi3:mini"}) as r:
+            async with st.session.post(st.url + "/api/generate", json={**ASK, "model": "phi3:mini"}) as r:
                 assert r.status == 200
                 await r.read()
             await st.sim.close()  # Ollama goes away
-            async with st.session.post(st.url + "/api/generate", json={"model": "phi3:mini"}) as r:
+            async with st.session.post(st.url + "/api/generate", json={**ASK, "model": "phi3:mini"}) as r:
                 assert r.status == 502
             async with st.session.post(st.url + "/api/generate", json={"model": "phi4"}) as r:
                 assert r.status == 502  # never confirmed
@@ -342,7 +355,7 @@ def test_upstream_down_502_then_still_serving() -> None:
             dead = s.getsockname()[1]
         async with stack(upstream_port=dead, connect_timeout=1) as st:
             for _ in range(2):
-                async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                async with st.session.post(st.url + "/api/generate", json=ASK) as r:
                     assert r.status == 502
                     assert "cannot connect" in (await r.json())["error"]
             assert await st.error_count("upstream_connect") == 2
@@ -352,7 +365,7 @@ def test_upstream_down_502_then_still_serving() -> None:
             # answered for keeps its label: test_listed_model_keeps_its_label_for_errors)
             assert value(s, "llm_monitor_ollama_requests_total", model="other", endpoint="generate", status="502") == 2
         async with stack("upstream_down") as st:  # accepts, then closes without answering
-            async with st.session.post(st.url + "/api/chat", json={"model": "llama3.2"}) as r:
+            async with st.session.post(st.url + "/api/chat", json=CHAT) as r:
                 assert r.status == 502
             async with st.session.get(st.url + "/api/tags") as r:
                 assert r.status == 502
@@ -366,7 +379,7 @@ def test_slow_upstream_times_out_504() -> None:
     async def body() -> None:
         async with stack("slow", sim_kwargs={"slow_delay": 3.0}, upstream_timeout=0.3) as st:
             t0 = time.perf_counter()
-            async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+            async with st.session.post(st.url + "/api/generate", json=ASK) as r:
                 assert r.status == 504
                 assert "did not answer" in (await r.json())["error"]
             assert time.perf_counter() - t0 < 2
@@ -379,13 +392,13 @@ def test_slow_upstream_times_out_504() -> None:
 def test_malformed_upstream_json_passed_through_and_counted() -> None:
     async def body() -> None:
         async with stack("malformed_json") as st:
-            async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2", "stream": False}) as r:
+            async with st.session.post(st.url + "/api/generate", json={**ASK, "stream": False}) as r:
                 assert r.status == 200
                 raw = await r.read()
             assert raw.startswith(b'{"model":"llama3.2"')
             with pytest.raises(ValueError, match="."):
                 json.loads(raw)
-            async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+            async with st.session.post(st.url + "/api/generate", json=ASK) as r:
                 lines = (await r.read()).splitlines()
             assert len(lines) == 9 and lines[0].startswith(b'{"model":"llama3.2","created_at":"')
             assert await st.error_count("upstream_malformed") == 2
@@ -401,7 +414,7 @@ def test_truncated_stream_reaches_client_as_truncated() -> None:
             got = bytearray()
 
             async def read_all() -> None:
-                async with st.session.post(st.url + "/api/chat", json={"model": "llama3.2"}) as r:
+                async with st.session.post(st.url + "/api/chat", json=CHAT) as r:
                     assert r.status == 200
                     async for chunk in r.content.iter_any():
                         got.extend(chunk)
@@ -416,21 +429,25 @@ def test_truncated_stream_reaches_client_as_truncated() -> None:
 
 
 @pytest.mark.parametrize(
-    ("scenario", "status", "kind"), [("error_burst", 500, "upstream_5xx"), ("rate_limited", 429, "upstream_4xx")]
+    ("scenario", "status", "kind"), [("error_burst", 500, "upstream_5xx"), ("server_busy", 503, "upstream_busy")]
 )
 def test_upstream_error_status_passed_through(scenario: str, status: int, kind: str) -> None:
+    """Ollama's errors reach the client unchanged; a full queue (503 "server busy", no Retry-After: Ollama never
+    answers 429) counts as upstream_busy, not as a server failure."""
+
     async def body() -> None:
         async with stack(scenario) as st:
             direct = f"http://127.0.0.1:{st.proxy.upstream.rsplit(':', 1)[1]}/api/generate"
-            async with st.session.post(direct, json={"model": "llama3.2"}) as r:
+            async with st.session.post(direct, json=ASK) as r:
                 direct_body, direct_headers = await r.read(), r.headers
-            async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+            async with st.session.post(st.url + "/api/generate", json=ASK) as r:
                 assert r.status == status
                 assert await r.read() == direct_body
                 assert r.headers["Content-Type"] == direct_headers["Content-Type"]
-                if status == 429:
-                    assert r.headers["Retry-After"] == "1"
+                assert "Retry-After" not in r.headers
             assert await st.error_count(kind) == 1
+            other = {"upstream_5xx": "upstream_busy", "upstream_busy": "upstream_5xx"}[kind]
+            assert await st.error_count(other) == 0
             s = await st.samples()
             assert (
                 value(s, "llm_monitor_ollama_requests_total", model="llama3.2", endpoint="generate", status=str(status))
@@ -446,7 +463,7 @@ def test_client_disconnect_cancels_upstream() -> None:
         async with stack(sim_kwargs={"tokens": 200, "token_interval": 0.02}) as st:
             async with (
                 aiohttp.ClientSession() as own,
-                own.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r,
+                own.post(st.url + "/api/generate", json=ASK) as r,
             ):
                 await r.content.readline()
                 r.close()  # drop the connection mid-stream
@@ -593,14 +610,14 @@ def test_request_duration_is_split_by_status() -> None:
     async def body() -> None:
         async with stack(sim_kwargs={"tokens": 8, "token_interval": 0.02}) as st:
             for _ in range(3):
-                async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+                async with st.session.post(st.url + "/api/generate", json=ASK) as r:
                     assert r.status == 200
                     await r.read()
             async with st.session.post(st.url + "/api/generate", json={"model": "nope"}) as r:
                 assert r.status == 404
             async with (
                 aiohttp.ClientSession() as own,
-                own.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r,
+                own.post(st.url + "/api/generate", json=ASK) as r,
             ):
                 await r.content.readline()
                 r.close()  # the client goes away mid-answer: 499
@@ -609,7 +626,7 @@ def test_request_duration_is_split_by_status() -> None:
                     break
                 await asyncio.sleep(0.02)
             await st.sim.close()
-            async with st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}) as r:
+            async with st.session.post(st.url + "/api/generate", json=ASK) as r:
                 assert r.status == 502
             s = await st.samples()
 
@@ -652,10 +669,7 @@ def test_upstream_connection_pool_is_exported() -> None:
             assert value(s1, "llm_monitor_ollama_upstream_connections_reused_total") - reused0 >= 9
             assert st.sim.stats.connections == value(s1, "llm_monitor_ollama_upstream_connections_opened_total")
             # two streams at once: two connections carry requests while they run
-            streams = [
-                asyncio.create_task(st.session.post(st.url + "/api/generate", json={"model": "llama3.2"}))
-                for _ in range(2)
-            ]
+            streams = [asyncio.create_task(st.session.post(st.url + "/api/generate", json=ASK)) for _ in range(2)]
             responses = await asyncio.gather(*streams)
             await responses[0].content.readline()
             await responses[1].content.readline()

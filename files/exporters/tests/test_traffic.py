@@ -104,7 +104,7 @@ def test_rate_run_through_proxy_matches_sim_and_proxy_metrics() -> None:
     ("scenario", "kind"),
     [
         ("error_burst", "http_5xx"),
-        ("rate_limited", "http_429"),
+        ("server_busy", "http_5xx"),  # a full Ollama queue: 503 (Ollama never answers 429)
         ("truncated_stream", "truncated"),
         ("malformed_json", "malformed"),
     ],

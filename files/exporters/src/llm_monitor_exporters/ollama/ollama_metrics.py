@@ -6,14 +6,14 @@ on the same loop when ``/metrics`` is scraped.
 
 Label cardinality is bounded by construction:
 
-- ``endpoint`` is one of :data:`ENDPOINTS` (never the raw path);
+- ``endpoint`` is one of :data:`ENDPOINTS` (never the raw path; ``/v1/models/{model}`` is one value);
 - ``model`` is the request's model name once Ollama has confirmed that model exists — it answered 2xx for it, or
   listed it (``/api/ps``, ``/api/tags``; an untagged name counts as listed when its ``:latest`` form is) — for the
   first ``max_models`` such names; ``other`` for every other name (not confirmed yet, e.g. 404 "model not found",
   or the budget is full), so requests for models that do not exist never use up the budget;
   ``unknown`` when the body is not JSON or names no model, ``none`` for endpoints without a model;
-- ``status`` is the HTTP status code sent to the client (``499`` when the client went away first), the same
-  value on ``requests_total`` and ``request_duration_seconds``;
+- ``status`` is the HTTP status code sent to the client (``499`` when the client went away first, or Ollama's own
+  499 ``request canceled``), the same value on ``requests_total`` and ``request_duration_seconds``;
 - ``kind`` is one of :data:`ERROR_KINDS`.
 """
 
@@ -42,25 +42,38 @@ ENDPOINT_PATHS: dict[str, str] = {
     "/api/copy": "copy",
     "/api/delete": "delete",
     "/api/version": "version",
+    "/api/status": "status",
     "/v1/chat/completions": "openai_chat",
     "/v1/completions": "openai_completions",
     "/v1/embeddings": "openai_embeddings",
     "/v1/models": "openai_models",
+    "/v1/responses": "openai_responses",
+    "/v1/audio/transcriptions": "openai_transcriptions",
+    "/v1/messages": "anthropic_messages",
 }
-ENDPOINTS: tuple[str, ...] = (*ENDPOINT_PATHS.values(), "other")
-#: endpoints whose responses carry generation statistics
-GENERATION_ENDPOINTS = frozenset({"generate", "chat", "openai_chat", "openai_completions"})
+#: ``GET /v1/models/{model}`` (OpenAI's "retrieve model"; Ollama answers it from /api/show): the model is in the path
+RETRIEVE_MODEL_PREFIX = "/v1/models/"
+RETRIEVE_MODEL_ENDPOINT = "openai_retrieve_model"
+ENDPOINTS: tuple[str, ...] = (*ENDPOINT_PATHS.values(), RETRIEVE_MODEL_ENDPOINT, "other")
+#: endpoints whose responses carry generation statistics (tokens, and time to first token when streamed)
+GENERATION_ENDPOINTS = frozenset(
+    {"generate", "chat", "openai_chat", "openai_completions", "openai_responses", "anthropic_messages"}
+)
+#: generation endpoints that stream server-sent events (Ollama ends these early only on an error: see ollama_proxy)
+SSE_ENDPOINTS = frozenset({"openai_chat", "openai_completions", "openai_responses", "anthropic_messages"})
 #: endpoints that stream by default when the request body has no "stream" key (Ollama native API)
 STREAM_BY_DEFAULT = frozenset({"generate", "chat", "pull", "push", "create"})
 #: endpoints whose request names no model
-NO_MODEL_ENDPOINTS = frozenset({"tags", "ps", "version", "openai_models", "other"})
+NO_MODEL_ENDPOINTS = frozenset({"tags", "ps", "version", "status", "openai_models", "other"})
 
 ERROR_KINDS: tuple[str, ...] = (
     "upstream_connect",
     "upstream_timeout",
     "upstream_5xx",
+    "upstream_busy",
     "upstream_4xx",
     "upstream_malformed",
+    "upstream_stream_error",
     "truncated_stream",
     "client_disconnect",
     "body_too_large",
@@ -81,6 +94,8 @@ def normalise_endpoint(path: str) -> str:
     p = path.split("?", 1)[0]
     if len(p) > 1 and p.endswith("/"):
         p = p[:-1]
+    if p.startswith(RETRIEVE_MODEL_PREFIX) and len(p) > len(RETRIEVE_MODEL_PREFIX):
+        return RETRIEVE_MODEL_ENDPOINT
     return ENDPOINT_PATHS.get(p, "other")
 
 
@@ -174,6 +189,7 @@ class LoadedModel:
     size: int
     size_vram: int
     expires_at: float  # unix seconds, 0 unknown
+    context_length: int = 0  # 0: not reported (Ollama before context_length in /api/ps)
 
 
 @dataclass
@@ -208,6 +224,7 @@ class OllamaMetrics:
         self.client_disconnects: dict[str, int] = {}
         self.request_duration: dict[tuple[str, ...], Histogram] = {}  # model, endpoint, status
         self.ttft: dict[tuple[str, ...], Histogram] = {}
+        self.ttfc: dict[tuple[str, ...], Histogram] = {}
         self.total_duration: dict[tuple[str, ...], Histogram] = {}
         self.load_duration: dict[tuple[str, ...], Histogram] = {}
         self.tokens_per_second: dict[tuple[str, ...], Histogram] = {}
@@ -242,8 +259,12 @@ class OllamaMetrics:
     def first_token(self, model: str, endpoint: str, seconds: float) -> None:
         _hist(self.ttft, (model, endpoint), TTFT_BUCKETS).observe(seconds)
 
+    def first_content(self, model: str, endpoint: str, seconds: float) -> None:
+        _hist(self.ttfc, (model, endpoint), TTFT_BUCKETS).observe(seconds)
+
     def final_stats(self, model: str, endpoint: str, stats: dict[str, object]) -> None:
-        """Record the statistics of a final chunk / non-streamed answer (Ollama or OpenAI format)."""
+        """Record the statistics of a final chunk / non-streamed answer: Ollama's, OpenAI's ``usage`` (prompt and
+        completion tokens) or the Responses and Anthropic ``usage`` (input and output tokens)."""
         key = (model, endpoint)
         total = _num(stats.get("total_duration"))
         if total is not None:
@@ -254,9 +275,11 @@ class OllamaMetrics:
         prompt = _num(stats.get("prompt_eval_count"))
         generated = _num(stats.get("eval_count"))
         usage = stats.get("usage")
-        if isinstance(usage, dict):  # OpenAI-compatible answers
-            prompt = _num(usage.get("prompt_tokens")) if prompt is None else prompt
-            generated = _num(usage.get("completion_tokens")) if generated is None else generated
+        if isinstance(usage, dict):  # OpenAI-, Responses- and Anthropic-compatible answers
+            if prompt is None:
+                prompt = _num(usage.get("prompt_tokens", usage.get("input_tokens")))
+            if generated is None:
+                generated = _num(usage.get("completion_tokens", usage.get("output_tokens")))
         if prompt is not None:
             self.prompt_tokens[key] = self.prompt_tokens.get(key, 0) + int(prompt)
         if generated is not None:
@@ -302,8 +325,17 @@ class OllamaMetrics:
         out.append(
             _histogram_family(
                 p + "time_to_first_token_seconds",
-                "Time from request to the first streamed chunk with content (streaming generation endpoints).",
+                "Time from request to the first streamed chunk with a generated token, reasoning (thinking) included "
+                "(streaming generation endpoints).",
                 self.ttft,
+            )
+        )
+        out.append(
+            _histogram_family(
+                p + "time_to_first_content_seconds",
+                "Time from request to the first streamed chunk of the answer itself, text or tool call, after any "
+                "reasoning (streaming generation endpoints; equals time_to_first_token for models that do not think).",
+                self.ttfc,
             )
         )
         out.append(
@@ -400,10 +432,17 @@ class OllamaMetrics:
             "When the loaded model will be unloaded (expires_at, unix time).",
             labels=["model"],
         )
+        ctx = GaugeMetricFamily(
+            p + "loaded_model_context_length",
+            "Context length (tokens) a loaded model runs with (/api/ps context_length; absent when not reported).",
+            labels=["model"],
+        )
         for m in up.loaded:
             vram.add_metric([m.name], m.size_vram)
             size.add_metric([m.name], m.size)
             exp.add_metric([m.name], m.expires_at)
+            if m.context_length:
+                ctx.add_metric([m.name], m.context_length)
         inst_n = GaugeMetricFamily(p + "installed_models", "Models installed (/api/tags).")
         inst_n.add_metric([], len(up.installed))
         info = GaugeMetricFamily(
@@ -415,7 +454,7 @@ class OllamaMetrics:
         for i in up.installed:
             info.add_metric([i.name, i.family, i.parameter_size, i.quantization, i.format], 1)
             msize.add_metric([i.name], i.size)
-        return [*out, loaded_n, vram, size, exp, inst_n, info, msize]
+        return [*out, loaded_n, vram, size, exp, ctx, inst_n, info, msize]
 
 
 def _num(value: object) -> float | None:

@@ -8,7 +8,13 @@ to learn ``model`` and ``stream``. Ollama's generate/chat stream unless the body
 ``"stream": false``, so a missing ``stream`` counts as streaming.
 
 Per request, the proxy records the metrics of :mod:`llm_monitor_exporters.ollama.ollama_metrics`; it reads the
-statistics of the final chunk (``done: true``) or of the non-streamed answer as it passes through.
+statistics of the final chunk (``done: true``; ``usage`` of the OpenAI, Responses and Anthropic formats) or of the
+non-streamed answer as it passes through. Checked against Ollama at commit fb30760 (v0.33.0-rc2, 2026-08-21):
+time to first token counts a thinking model's reasoning (native ``thinking``, OpenAI ``delta.reasoning``, the
+Responses and Anthropic reasoning events), time to first content the answer after it; a 503 whose body is Ollama's
+"server busy" (a full queue) is ``upstream_busy``; an error inside a stream that began with 200 (Ollama's
+``{"error": ...}`` line; an event stream that ends cleanly without its closing event) is ``upstream_stream_error``,
+not a truncated answer; Ollama's own 499 ``request canceled`` is a client disconnect.
 Loaded and installed models come from a background poll of ``/api/ps``, ``/api/tags`` and
 ``/api/version`` (never on the scrape path). Metrics are served on their own port (default ``:9439``)
 with the exporter-toolkit web config (TLS, basic auth) like every exporter of this package.
@@ -30,6 +36,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 from aiohttp import web
@@ -47,6 +54,9 @@ from llm_monitor_exporters.core.webconfig import WebConfig
 from llm_monitor_exporters.ollama.ollama_metrics import (
     GENERATION_ENDPOINTS,
     NO_MODEL_ENDPOINTS,
+    RETRIEVE_MODEL_ENDPOINT,
+    RETRIEVE_MODEL_PREFIX,
+    SSE_ENDPOINTS,
     STREAM_BY_DEFAULT,
     InstalledModel,
     LoadedModel,
@@ -72,6 +82,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 MAX_INSPECT_BYTES = 8 * 1024 * 1024  # non-streamed answers larger than this are relayed but not parsed
+BUSY_PROBE_BYTES = 4096  # how much of a 503 answer is read to tell Ollama's "server busy" from other 503s
+#: Ollama's full-queue message (server/sched.go ErrMaxQueue), in each API's error body
+BUSY_MESSAGE = b"server busy, please try again"
+TRANSCRIPTIONS = "openai_transcriptions"
 MAX_LINE_BYTES = 1024 * 1024
 BODY_LOG_LIMIT = 64 * 1024
 
@@ -114,19 +128,30 @@ def validate(cfg: OllamaProxyConfig) -> None:
 #: Inside a JSON string a quote is escaped (``\\"``), so only a key can match; a nested ``done`` key (tool call
 #: arguments) is a false candidate that the full parse of the line then rejects.
 _FINAL_LINE = re.compile(rb'"done"\s*:\s*true')
+#: the error line a failing Ollama writes into a stream that already answered 200 (``{"error":"..."}``); a nested
+#: ``error`` key is a false candidate, rejected by the full parse
+_ERROR_KEY = re.compile(rb'"error"\s*:')
+#: a native chunk of a thinking model still reasoning, as Go writes it: thinking text, no answer text yet
+_STILL_THINKING = re.compile(rb'"(?:response|content)":"",(?:"role":"assistant",)?"thinking":"')
 #: Ollama's native streaming endpoints: NDJSON, one object per line, the statistics in the final line
 _NDJSON_ENDPOINTS = frozenset({"generate", "chat"})
+#: events of the Responses and Anthropic streams that carry generated tokens: reasoning, or the answer itself
+_REASONING_EVENTS = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
+_ANSWER_EVENTS = frozenset({"response.output_text.delta", "response.function_call_arguments.delta"})
+_ANTHROPIC_ANSWER_DELTAS = frozenset({"text_delta", "input_json_delta"})
 
 
 class Inspector:
     """Watches the relayed answer (a copy of each chunk's view) to extract TTFT and final statistics.
 
     Ollama's native streams (generate, chat) are parsed only as far as the metrics need: lines are parsed as JSON
-    until the first one with content (time to first token), then only the final line (``"done": true``, found
-    by a byte search, also when it is split across reads or arrives with other lines in one read) is; the lines
-    in between are checked for their shape (``{...}``) only, so a line cut short still counts as malformed.
-    OpenAI-compatible streams (SSE) are parsed line by line: their token count may come from counting content
-    chunks. Non-streamed answers are parsed once at the end.
+    until the first one with answer content (time to first token, then to first content; a thinking model's
+    reasoning lines are recognised by a byte test), then only the final line (``"done": true``) and an error line
+    (``{"error": ...}``) are, both found by a byte search, also when split across reads or arriving with other lines in
+    one read; the lines in between are checked for their shape (``{...}``) only, so a line cut short still counts as
+    malformed. Server-sent event streams (OpenAI chat and completions, Responses, Anthropic messages) are parsed line
+    by line: an OpenAI stream's token count may come from counting its chunks. Non-streamed answers are parsed once
+    at the end.
     """
 
     def __init__(
@@ -138,11 +163,13 @@ class Inspector:
         self.streaming = streaming
         self.started = started
         self.parse = parse
-        self.first_token_seen = False
+        self.first_token_seen = False  # a generated token: reasoning or answer
+        self.first_content_seen = False  # the answer itself: text or a tool call
         self.final_seen = False
         self.malformed = False
-        self.content_chunks = 0
-        self.usage_seen = False
+        self.stream_error = False  # an error inside an answer that began with 200
+        self.token_chunks = 0  # chunks carrying generated tokens (OpenAI streams without usage: the token count)
+        self.stats_seen = False
         self._buf = bytearray()
         self._tail = b""  # NDJSON: the incomplete last line of what was fed so far
         self._overflow = False
@@ -184,27 +211,36 @@ class Inspector:
         lines, self._tail = data[:nl], data[nl + 1 :]
         # the common case, one read of whole lines in the middle of a stream: a few byte scans, no parsing
         if (
-            self.first_token_seen
+            self.first_content_seen
             and lines.startswith(b"{")
             and lines.endswith(b"}")
             and lines.count(b"\n") == lines.count(b"}\n{")
         ):
-            if b"true" not in lines or _FINAL_LINE.search(lines) is None:  # the cheap test first
+            final = b"true" in lines and _FINAL_LINE.search(lines) is not None  # the cheap test first
+            error = b'"error"' in lines and _ERROR_KEY.search(lines) is not None
+            if not final and not error:
                 return
             for line in lines.split(b"\n"):
-                if _FINAL_LINE.search(line) is not None:
+                if _FINAL_LINE.search(line) is not None or _ERROR_KEY.search(line) is not None:
                     self._line(line)
             return
         for raw in lines.split(b"\n"):
             line = raw.strip()
             if not line:
                 continue
-            if self.first_token_seen and line[:1] == b"{" and line[-1:] == b"}" and not _FINAL_LINE.search(line):
-                continue  # a middle line of the right shape
+            if (
+                self.first_token_seen
+                and line[:1] == b"{"
+                and line[-1:] == b"}"
+                and not _FINAL_LINE.search(line)
+                and not _ERROR_KEY.search(line)
+                and (self.first_content_seen or _STILL_THINKING.search(line) is not None)
+            ):
+                continue  # a middle line of the right shape (reasoning or answer, already timed)
             self._line(line)
 
     def _line(self, line: bytes) -> None:
-        if line.startswith(b"data:"):  # OpenAI-compatible server-sent events
+        if line.startswith(b"data:"):  # server-sent events
             line = line[5:].strip()
             if line == b"[DONE]":
                 self.final_seen = True
@@ -219,17 +255,47 @@ class Inspector:
         if not isinstance(obj, dict):
             self.malformed = True
             return
-        if _has_content(obj):
-            self.content_chunks += 1
+        if obj.get("error") is not None:
+            # Ollama's {"error": ...} line (an Anthropic "error" event too): the answer failed after its 200
+            self.stream_error = True
+            return
+        generated, content = _generated(obj)
+        if generated:
+            self.token_chunks += 1
+            now = time.perf_counter() - self.started
             if not self.first_token_seen:
                 self.first_token_seen = True
-                self.metrics.first_token(self.model, self.endpoint, time.perf_counter() - self.started)
-        if obj.get("done") is True:
+                self.metrics.first_token(self.model, self.endpoint, now)
+            if content and not self.first_content_seen:
+                self.first_content_seen = True
+                self.metrics.first_content(self.model, self.endpoint, now)
+        self._terminal(obj)
+
+    def _terminal(self, obj: dict[str, Any]) -> None:
+        """The statistics and the end of a stream, in each format."""
+        kind = obj.get("type")
+        if obj.get("done") is True:  # native
             self.final_seen = True
-            self.metrics.final_stats(self.model, self.endpoint, obj)
-        elif isinstance(obj.get("usage"), dict):
-            self.usage_seen = True
-            self.metrics.final_stats(self.model, self.endpoint, obj)
+            self._stats(obj)
+        elif kind == "response.completed":  # Responses
+            self.final_seen = True
+            response = obj.get("response")
+            if isinstance(response, dict):
+                self._stats(response)
+        elif kind in ("response.failed", "response.incomplete"):
+            self.final_seen = True
+            self.stream_error = self.stream_error or kind == "response.failed"
+        elif kind == "message_delta":  # Anthropic: the usage comes just before message_stop
+            self._stats(obj)
+        elif kind == "message_stop":
+            self.final_seen = True
+        elif isinstance(obj.get("usage"), dict) and not obj.get("choices"):
+            # OpenAI: the usage chunk (choices: []); /v1/completions puts a zero usage on every other chunk
+            self._stats(obj)
+
+    def _stats(self, obj: dict[str, Any]) -> None:
+        self.stats_seen = True
+        self.metrics.final_stats(self.model, self.endpoint, obj)
 
     def finish(self) -> None:
         """End of a complete answer: parse a non-streamed body; streamed leftovers without newline."""
@@ -241,10 +307,10 @@ class Inspector:
             self._tail = b""
             if rest:
                 self._line(rest)
-            if self.endpoint.startswith("openai") and not self.usage_seen and self.content_chunks:
+            if self.endpoint in ("openai_chat", "openai_completions") and not self.stats_seen and self.token_chunks:
                 # OpenAI streams carry usage only with stream_options.include_usage; Ollama sends one token
-                # per chunk, so count the content chunks instead
-                self.metrics.final_stats(self.model, self.endpoint, {"eval_count": self.content_chunks})
+                # per chunk (reasoning chunks included), so count those chunks instead
+                self.metrics.final_stats(self.model, self.endpoint, {"eval_count": self.token_chunks})
             return
         body = bytes(self._buf)
         self._buf.clear()
@@ -259,21 +325,39 @@ class Inspector:
             self.malformed = True
 
 
-def _has_content(obj: dict[str, Any]) -> bool:
-    if obj.get("response") or obj.get("thinking"):
-        return True
+def _generated(obj: dict[str, Any]) -> tuple[bool, bool]:
+    """(carries generated tokens, carries answer content) for one chunk or event of any of Ollama's formats."""
+    response = obj.get("response")  # a string in native generate chunks (an object in Responses events)
+    if (isinstance(response, str) and response) or obj.get("tool_calls"):
+        return True, True
+    if obj.get("thinking"):
+        return True, False
     msg = obj.get("message")
-    if isinstance(msg, dict) and (msg.get("content") or msg.get("thinking") or msg.get("tool_calls")):
-        return True
+    if isinstance(msg, dict):  # native chat
+        if msg.get("content") or msg.get("tool_calls"):
+            return True, True
+        return bool(msg.get("thinking")), False
     choices = obj.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):  # OpenAI chat / completions
         c = choices[0]
         delta = c.get("delta")
-        if isinstance(delta, dict) and (delta.get("content") or delta.get("tool_calls")):
-            return True
-        if c.get("text"):
-            return True
-    return False
+        if isinstance(delta, dict):
+            if delta.get("content") or delta.get("tool_calls"):
+                return True, True
+            return bool(delta.get("reasoning") or delta.get("reasoning_content")), False
+        return bool(c.get("text")), bool(c.get("text"))
+    kind = obj.get("type")
+    if kind in _ANSWER_EVENTS:  # Responses
+        return True, True
+    if kind in _REASONING_EVENTS:
+        return True, False
+    if kind == "content_block_delta":  # Anthropic
+        delta = obj.get("delta")
+        delta_type = delta.get("type") if isinstance(delta, dict) else None
+        if delta_type in _ANTHROPIC_ANSWER_DELTAS:
+            return True, True
+        return delta_type == "thinking_delta", False
+    return False, False
 
 
 def inspect_request(body: bytes, endpoint: str) -> tuple[object, bool, bool]:
@@ -294,6 +378,38 @@ def inspect_request(body: bytes, endpoint: str) -> tuple[object, bool, bool]:
     else:
         streaming = stream is True
     return model, streaming, True
+
+
+def model_from_path(path: str) -> str:
+    """The model of ``GET /v1/models/{model}``, as named in the path."""
+    return unquote(path.split("?", 1)[0][len(RETRIEVE_MODEL_PREFIX) :].rstrip("/"))
+
+
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
+
+
+def multipart_field(body: bytes, content_type: str, name: str, limit: int = 1024) -> str | None:
+    """The value of the form field ``name`` in a multipart/form-data body (``/v1/audio/transcriptions`` names its model
+    there, next to the audio); None if there is none. Only part headers are searched, never the audio."""
+    m = _BOUNDARY.search(content_type)
+    if m is None:
+        return None
+    delimiter = b"--" + m.group(1).encode("latin-1")
+    wanted = re.compile(rb';\s*name="' + re.escape(name.encode()) + rb'"(?:;|\s|$)', re.IGNORECASE)
+    pos = body.find(delimiter)
+    while pos >= 0:
+        start = pos + len(delimiter)
+        if body[start : start + 2] == b"--":  # the closing delimiter
+            return None
+        head_end = body.find(b"\r\n\r\n", start)
+        if head_end < 0:
+            return None
+        end = body.find(b"\r\n" + delimiter, head_end)
+        if wanted.search(body[start:head_end]):
+            value = body[head_end + 4 : end if end >= 0 else head_end + 4 + limit]
+            return value[:limit].decode("utf-8", "replace")
+        pos = body.find(delimiter, head_end) if end < 0 else end + 2
+    return None
 
 
 # --- the proxy -------------------------------------------------------------------------------------
@@ -442,6 +558,11 @@ class OllamaProxy:
             return _json_error(413, f"request body larger than {self.cfg.max_body_bytes} bytes")
         state.received = len(body)
         name, streaming, parsed = inspect_request(body, endpoint)
+        if endpoint == RETRIEVE_MODEL_ENDPOINT:
+            name, parsed = model_from_path(request.path), True
+        elif endpoint == TRANSCRIPTIONS:
+            # a multipart form (the audio and its fields), never JSON
+            name, parsed = multipart_field(body, request.headers.get("Content-Type", ""), "model"), True
         if endpoint not in NO_MODEL_ENDPOINTS:
             # its own label only once Ollama confirms the model (see _relay): not for a 404 "model not found"
             state.name = name
@@ -538,9 +659,14 @@ class OllamaProxy:
         state.status = status
         if 200 <= status < 300 and state.model:
             state.model = m.models.admit(state.name)  # Ollama answered for this model: it exists
-        if status >= 500:
+        # a 503 is told apart by its body (read below): Ollama's full queue, or another failure
+        busy_probe: bytearray | None = bytearray() if status == 503 else None
+        if status == 499:
+            # Ollama saw the request cancelled ({"error":"request canceled"}): a client gone, not a bad request
+            m.error("client_disconnect", endpoint)
+        elif status >= 500 and busy_probe is None:
             m.error("upstream_5xx")
-        elif status >= 400:
+        elif 400 <= status < 500:
             m.error("upstream_4xx")
         resp = web.StreamResponse(status=status, reason=upstream.reason)
         for key, value in upstream.headers.items():
@@ -565,6 +691,8 @@ class OllamaProxy:
         try:
             async for chunk in upstream.content.iter_any():
                 inspector.feed(chunk)
+                if busy_probe is not None and len(busy_probe) < BUSY_PROBE_BYTES:
+                    busy_probe += chunk[: BUSY_PROBE_BYTES - len(busy_probe)]
                 if log_bodies:
                     log.info("response %s chunk: %s", request.path, chunk[:BODY_LOG_LIMIT].decode("utf-8", "replace"))
                 try:
@@ -575,10 +703,15 @@ class OllamaProxy:
         except BaseException:
             upstream.close()  # cancel the upstream request: its connection is closed, not reused
             raise
+        finally:
+            if busy_probe is not None:
+                m.error("upstream_busy" if BUSY_MESSAGE in busy_probe else "upstream_5xx")
         inspector.finish()
         if inspector.malformed:
             m.error("upstream_malformed")
-        if (
+        if inspector.stream_error:
+            m.error("upstream_stream_error")
+        elif (
             parse
             and line_mode
             and endpoint in GENERATION_ENDPOINTS
@@ -586,7 +719,11 @@ class OllamaProxy:
             and not inspector.final_seen
             and not inspector.malformed
         ):
-            m.error("truncated_stream")
+            # a server-sent event stream that ends cleanly without its closing event is how Ollama ends one on an
+            # error (its {"error": ...} chunk becomes an empty chunk there); a native stream says so in an error line
+            m.error("upstream_stream_error" if endpoint in SSE_ENDPOINTS else "truncated_stream")
+        elif endpoint == TRANSCRIPTIONS and 200 <= status < 300 and request.method != "HEAD" and not state.sent:
+            m.error("upstream_stream_error")  # Ollama writes the text once generation is done: empty, it failed
         await resp.write_eof()
         return resp
 
@@ -768,6 +905,7 @@ def parse_ps(data: Any) -> list[LoadedModel]:
                 size=_int(item.get("size")),
                 size_vram=_int(item.get("size_vram")),
                 expires_at=_timestamp(item.get("expires_at")),
+                context_length=_int(item.get("context_length")),
             )
         )
     return out

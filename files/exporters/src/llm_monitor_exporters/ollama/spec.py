@@ -52,8 +52,9 @@ def _run(server: Any, cfg: OllamaProxyConfig, web: Any) -> int:
 
 SPEC = ExporterSpec(
     description="Forwards every Ollama API request unchanged (streams relayed chunk by chunk, pooled keep-alive "
-    "upstream connections) and records requests, time to first token, durations, tokens, tokens/s "
-    "and errors per model and endpoint; polls /api/ps and /api/tags in the background. Metrics are "
+    "upstream connections) and records requests, time to first token (reasoning included) and to first "
+    "content, durations, tokens, tokens/s and errors per model and endpoint (native, OpenAI-, Responses- and "
+    "Anthropic-compatible APIs); polls /api/ps and /api/tags in the background. Metrics are "
     "served on --listen-address (default :9439); --interval is the poll interval.",
     config_class=OllamaProxyConfig,
     add_arguments=add_arguments,
