@@ -6,6 +6,7 @@ real binaries installed by the roles from the archive mirror on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -284,6 +285,93 @@ def test_every_label_name_in_prometheus_is_reserved_or_a_fleet_label(fleet: harn
     names = set(harness.prometheus_api(fleet, "/api/v1/labels")["data"])
     unknown = sorted(n for n in names - fleet_label_names if reserved_label(n) is None and n != "__name__")
     assert not unknown, f"label names no entry of RESERVED_LABELS covers: {unknown}"
+
+
+SIM_VLLM_UNIT = "llm-monitor-simulated-vllm.service"
+SIM_BINARY = "/opt/llm_monitor_testkit/venv/bin/llm-monitor-testkit"  # tests/harness/llm_upstreams.yml
+
+
+def notifications(fleet: harness.Fleet) -> list[dict[str, Any]]:
+    """Every webhook payload the fleet's Alertmanager delivered to the receiver on mon-1, oldest first."""
+    out = harness.docker("exec", fleet.container("mon-1"), "sh", "-c", f"cat {harness.WEBHOOK_LOG} 2>/dev/null || true")
+    return [json.loads(line)["payload"] for line in out.stdout.splitlines() if line.strip()]
+
+
+def delivered(fleet: harness.Fleet, status: str, **labels: str) -> list[dict[str, Any]]:
+    """The alerts of that status, with those labels, in any delivered notification."""
+    return [
+        a
+        for n in notifications(fleet)
+        for a in n["alerts"]
+        if a["status"] == status and all(a["labels"].get(k) == v for k, v in labels.items())
+    ]
+
+
+def alertmanager_alerts(fleet: harness.Fleet) -> list[dict[str, Any]]:
+    out = exec_in(fleet, "mon-1", "curl", "-fsS", "--max-time", "5", "http://127.0.0.1:9093/api/v2/alerts")
+    alerts: list[dict[str, Any]] = json.loads(out)
+    return alerts
+
+
+def _vllm_scenario(fleet: harness.Fleet, scenario: str | None) -> None:
+    dropin = f"/etc/systemd/system/{SIM_VLLM_UNIT}.d"
+    if scenario is None:
+        script = f"rm -rf {dropin}"
+    else:
+        command = f"{SIM_BINARY} simulate vllm --listen 0.0.0.0:8000 --scenario {scenario}"
+        script = (
+            f"mkdir -p {dropin} && printf '[Service]\\nExecStart=\\nExecStart={command}\\n' > {dropin}/scenario.conf"
+        )
+    exec_in(fleet, "node-1", "sh", "-c", f"{script} && systemctl daemon-reload && systemctl restart {SIM_VLLM_UNIT}")
+
+
+def test_the_catalog_rules_are_loaded_and_healthy(fleet: harness.Fleet) -> None:
+    groups = harness.prometheus_api(fleet, "/api/v1/rules")["data"]["groups"]
+    names = {g["name"] for g in groups}
+    assert {"llm_monitor_host", "llm_monitor_gpu", "llm_monitor_vllm", "llm_monitor_monitoring"} <= names, names
+    broken = [(g["name"], r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] == "err"]
+    assert not broken, broken
+
+
+def test_a_vllm_queue_build_up_is_delivered_to_the_webhook_and_resolves(fleet: harness.Fleet) -> None:
+    # The simulated vLLM's queue_buildup scenario: 2 more requests wait every second; VllmQueueBuildUp (over 10,
+    # for 30 s in this fleet) fires, Alertmanager delivers it to the webhook receiver on mon-1.
+    _vllm_scenario(fleet, "queue_buildup")
+    try:
+        wait_for(lambda: bool(delivered(fleet, "firing", alertname="VllmQueueBuildUp", host="node-1")), 240)
+    finally:
+        _vllm_scenario(fleet, None)
+    (alert, *_) = delivered(fleet, "firing", alertname="VllmQueueBuildUp", host="node-1")
+    assert alert["labels"]["severity"] == "warning"
+    assert alert["labels"]["team"] == "research", "the host's fleet labels ride along for routing"
+    assert alert["labels"]["model_name"], alert["labels"]
+    assert alert["annotations"]["runbook_url"].endswith("/vllm.md#vllmqueuebuildup")
+    assert "on node-1" in alert["annotations"]["description"], alert["annotations"]
+    # normal again: the queue empties, the alert resolves and the receiver hears so
+    wait_for(lambda: bool(delivered(fleet, "resolved", alertname="VllmQueueBuildUp", host="node-1")), 240)
+
+
+def test_a_host_down_is_one_notification_not_one_per_exporter(fleet: harness.Fleet) -> None:
+    units = ["node_exporter", "llm-monitor-exporter-vllm", "llm-monitor-exporter-ollama_proxy"]
+    exec_in(fleet, "node-1", "systemctl", "stop", *units)
+    try:
+        wait_for(lambda: bool(delivered(fleet, "firing", alertname="HostDown", host="node-1")), 240)
+
+        def exporter_down_inhibited() -> bool:
+            down = [
+                a
+                for a in alertmanager_alerts(fleet)
+                if a["labels"].get("alertname") == "ExporterDown" and a["labels"].get("host") == "node-1"
+            ]
+            return bool(down) and all(a["status"]["state"] == "suppressed" and a["status"]["inhibitedBy"] for a in down)
+
+        # the exporters' alerts reach Alertmanager, which holds them back behind HostDown
+        wait_for(exporter_down_inhibited, 180)
+        time.sleep(15)  # more than group_interval: anything not inhibited would have been sent by now
+        assert not delivered(fleet, "firing", alertname="ExporterDown", host="node-1")
+    finally:
+        exec_in(fleet, "node-1", "systemctl", "start", *units)
+    wait_for(lambda: bool(delivered(fleet, "resolved", alertname="HostDown", host="node-1")), 240)
 
 
 def _reverse_host_order(inventory: Path) -> None:

@@ -76,6 +76,14 @@ DEFAULT_HOSTS = [
     },
 ]
 UPSTREAMS_PLAYBOOK = HARNESS / "llm_upstreams.yml"
+# The webhook receiver of llm_upstreams.yml on the monitoring host, and the file it appends notifications to.
+WEBHOOK_URL = "http://127.0.0.1:9999/alerts"
+WEBHOOK_LOG = "/var/lib/llm-monitor-webhook/notifications.jsonl"
+FAST_ALERTS = {
+    "fleet_alert_host_down_for": "30s",
+    "fleet_alert_exporter_down_for": "30s",
+    "fleet_alert_vllm_queue_build_up_for": "30s",
+}
 # LiteLLM for the hosts of litellm_proxies: built once on the controller (the containers cannot reach PyPI).
 LITELLM_REQUIREMENTS = [
     "litellm[proxy]==1.106.2",
@@ -243,12 +251,24 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
         group_vars[f"{name}_version"] = info["version"]
         group_vars[f"{name}_checksums"] = {"amd64": f"sha256:{info['sha256']}"}
         group_vars[f"{name}_download_base_url"] = f"http://127.0.0.1:{mirror_port}/{name}"
+    # A demo fleet fires fast: a host or an exporter down, a vLLM queue building up are notified within a minute.
+    group_vars.update(FAST_ALERTS)
     (inv / "group_vars" / "all.yml").write_text("---\n" + _yaml(group_vars))
     # Debian's prometheus package ships the web UI (its classic UI, with Debian's libjs packages); the archive the
     # mirror rebuilds from Debian's binary has no web assets. The demo prints the UI's URL: it must show the UI.
     # (molecule/prometheus installs the archive.) Debian's Alertmanager binary reads its templates from the
     # package's files, which the rebuilt archive lacks: the package here too.
-    monitoring_vars = {"prometheus_install_method": "package", "alertmanager_install_method": "package"}
+    monitoring_vars: dict[str, Any] = {
+        "prometheus_install_method": "package",
+        "alertmanager_install_method": "package",
+        # every notification to the webhook receiver llm_upstreams.yml runs on this host (a test double)
+        "alertmanager_receivers": [
+            {"name": "fleet-webhook", "type": "webhook", "settings": {"url": WEBHOOK_URL}, "send_resolved": True}
+        ],
+        "alertmanager_default_receiver": "fleet-webhook",
+        "alertmanager_route": {"group_by": ["alertname", "host"], "group_wait": "2s", "group_interval": "10s",
+                               "repeat_interval": "4h"},
+    }  # fmt: skip
     (inv / "group_vars" / "monitoring.yml").write_text("---\n" + _yaml(monitoring_vars))
     # No GPU in a container fleet: the GPU exporter runs on its simulation backend (values are not real).
     gpu_vars = {
