@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The alert table of docs/alerting.md, written from the catalog (files/rules/catalog/*.yml).
 
-    python tests/harness/alert_docs.py          # rewrite the table
-    python tests/harness/alert_docs.py --check  # exit 1 when it differs (tests/unit runs this)
+python tests/harness/alert_docs.py          # rewrite the table
+python tests/harness/alert_docs.py --check  # exit 1 when it differs (tests/unit runs this)
 """
 
 from __future__ import annotations
