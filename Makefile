@@ -47,7 +47,7 @@ lint: venv
 	ansible-lint --profile production
 	ruff check plugins tests bench molecule roles/exporters/files
 	ruff format --check plugins tests bench molecule roles/exporters/files
-	mypy plugins roles/exporters/files/wheelhouse.py tests/harness tests/unit tests/fleet bench/run.py bench/role_lines.py
+	mypy plugins roles/exporters/files/wheelhouse.py tests/harness tests/unit tests/fleet bench/run.py bench/rules.py bench/role_lines.py
 
 unit: venv tools
 	$(PY) -m pytest -q tests/unit

@@ -9,6 +9,8 @@ converge  first converge and idempotent re-run of site.yml on the demo fleet (te
 exporters    GPU and container exporters: scrape latency, collection time, RSS (bench/exporters/run.py)
 llm          vLLM, LiteLLM and Langfuse exporters: collection time, RSS (bench/exporters/llm.py)
 ollama_proxy Ollama proxy vs direct at 1, 16, 64 streams (bench/exporters/ollama_proxy.py)
+rules        alert rules for 1,000 hosts with 50 overrides vs one rule per host: count, rendering, evaluation
+             on a real Prometheus (bench/rules.py)
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def bench_script(name: str, quick: bool) -> None:
     subprocess.run([sys.executable, str(script), *(["--quick"] if quick else [])], check=True)
 
 
-SECTIONS = ["file_sd", "converge", "exporters", "llm", "ollama_proxy"]
+SECTIONS = ["file_sd", "converge", "exporters", "llm", "ollama_proxy", "rules"]
 
 
 def main() -> int:
@@ -120,6 +122,8 @@ def main() -> int:
     for section, script in scripts.items():
         if section in sections:
             bench_script(script, args.quick)
+    if "rules" in sections:
+        subprocess.run([sys.executable, str(BENCH / "rules.py"), *(["--quick"] if args.quick else [])], check=True)
     return 0
 
 
