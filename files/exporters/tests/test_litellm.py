@@ -41,6 +41,13 @@ def test_helpers() -> None:
     assert parse_spend([{"key_alias": "k1", "total_spend": 1.5}, {"key_alias": "k1", "total_spend": 0.5}], "keys") == [
         ("k1", 2.0)
     ]
+    # /global/spend/teams of LiteLLM 1.106 (spend_management_endpoints.py): built for its admin UI
+    teams = {
+        "daily_spend": [{"date": "2026-12-01", "ml": 1.25, "Unassigned": 0.5}],
+        "teams": ["ml", "Unassigned"],
+        "total_spend_per_team": [{"team_id": "ml", "total_spend": 1.25}, {"team_id": "Unassigned", "total_spend": 0.5}],
+    }
+    assert parse_spend(teams, "teams") == [("Unassigned", 0.5), ("ml", 1.25)]
 
 
 def test_recorded_litellm_metrics_names(promtool: Callable[[str], None]) -> None:

@@ -322,6 +322,10 @@ class LitellmCollector(Collector):
 def parse_spend(data: Any, kind: str) -> list[tuple[str, float]]:
     """Rows of ``/global/spend/{keys,teams,models}`` -> [(name, spend)] (hashed key alias, team, model)."""
     rows = data if isinstance(data, list) else (data.get("data") if isinstance(data, dict) else None)
+    if rows is None and isinstance(data, dict) and kind == "teams":
+        # LiteLLM 1.106 answers /global/spend/teams for its admin UI: the (top 10) teams' totals are in
+        # total_spend_per_team as {team_id: <alias>, total_spend}
+        rows = data.get("total_spend_per_team")
     out: dict[str, float] = {}
     for r in rows if isinstance(rows, list) else []:
         if not isinstance(r, dict):
