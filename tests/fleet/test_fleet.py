@@ -335,7 +335,7 @@ def test_the_catalog_rules_are_loaded_and_healthy(fleet: harness.Fleet) -> None:
 
 def test_a_vllm_queue_build_up_is_delivered_to_the_webhook_and_resolves(fleet: harness.Fleet) -> None:
     # The simulated vLLM's queue_buildup scenario: 2 more requests wait every second; VllmQueueBuildUp (over 10,
-    # for 30 s in this fleet) fires, Alertmanager delivers it to the webhook receiver on mon-1.
+    # for 60 s in this fleet) fires, Alertmanager delivers it to the webhook receiver on mon-1.
     _vllm_scenario(fleet, "queue_buildup")
     try:
         wait_for(lambda: bool(delivered(fleet, "firing", alertname="VllmQueueBuildUp", host="node-1")), 240)
@@ -372,6 +372,77 @@ def test_a_host_down_is_one_notification_not_one_per_exporter(fleet: harness.Fle
     finally:
         exec_in(fleet, "node-1", "systemctl", "start", *units)
     wait_for(lambda: bool(delivered(fleet, "resolved", alertname="HostDown", host="node-1")), 240)
+
+
+def _answers(fleet: harness.Fleet, url: str) -> bool:
+    """The service on mon-1 answers 200 (it is ready)."""
+    return (
+        harness.docker("exec", fleet.container("mon-1"), "curl", "-fs", "-o", "/dev/null", url, check=False).returncode
+        == 0
+    )
+
+
+def _firing(fleet: harness.Fleet, alertname: str, host: str) -> bool:
+    return bool(values(fleet, f'ALERTS{{alertname="{alertname}",host="{host}",alertstate="firing"}}'))
+
+
+def test_a_receiver_that_was_down_gets_the_notification_when_it_is_back(fleet: harness.Fleet) -> None:
+    before = len(notifications(fleet))
+    failed_query = 'sum(alertmanager_notifications_failed_total{integration="webhook"})'
+    failed_before = sum(values(fleet, failed_query))
+    exec_in(fleet, "mon-1", "systemctl", "stop", "llm-monitor-webhook")
+    _vllm_scenario(fleet, "queue_buildup")
+    try:
+        wait_for(lambda: _firing(fleet, "VllmQueueBuildUp", "node-1"), 240)
+
+        def failing() -> bool:
+            return sum(values(fleet, failed_query)) > failed_before
+
+        wait_for(failing, 120)  # Alertmanager tried, and failed
+        time.sleep(45)  # the receiver stays down for a minute or so
+        exec_in(fleet, "mon-1", "systemctl", "start", "llm-monitor-webhook")
+
+        def delivered_after() -> bool:
+            return any(
+                a["labels"].get("alertname") == "VllmQueueBuildUp" and a["status"] == "firing"
+                for n in notifications(fleet)[before:]
+                for a in n["alerts"]
+            )
+
+        wait_for(delivered_after, 180)
+
+        # Prometheus restarted while the alert fires: it restores the alert's state (ALERTS_FOR_STATE) and
+        # keeps it firing, without a new `for` wait and without a resolved notification in between.
+        resolved_before = len(delivered(fleet, "resolved", alertname="VllmQueueBuildUp", host="node-1"))
+        exec_in(fleet, "mon-1", "systemctl", "restart", "prometheus")
+        wait_for(lambda: _answers(fleet, "http://127.0.0.1:9090/-/ready"), 60)
+        ready = time.monotonic()
+        wait_for(lambda: _firing(fleet, "VllmQueueBuildUp", "node-1"), 45)
+        assert time.monotonic() - ready < 45, "firing again sooner than a new for (60 s) plus an evaluation"
+        assert len(delivered(fleet, "resolved", alertname="VllmQueueBuildUp", host="node-1")) == resolved_before
+    finally:
+        exec_in(fleet, "mon-1", "systemctl", "start", "llm-monitor-webhook")
+        _vllm_scenario(fleet, None)
+    wait_for(lambda: not _firing(fleet, "VllmQueueBuildUp", "node-1"), 180)
+
+
+def test_silences_survive_an_alertmanager_restart(fleet: harness.Fleet) -> None:
+    silence = json.dumps(
+        {
+            "matchers": [{"name": "alertname", "value": "FleetTestSilence", "isRegex": False, "isEqual": True}],
+            "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "endsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600)),
+            "createdBy": "fleet test",
+            "comment": "must survive a restart",
+        }
+    )
+    out = exec_in(fleet, "mon-1", "curl", "-fsS", "-H", "Content-Type: application/json", "-d", silence,
+                  "http://127.0.0.1:9093/api/v2/silences")  # fmt: skip
+    silence_id = json.loads(out)["silenceID"]
+    exec_in(fleet, "mon-1", "systemctl", "restart", "alertmanager")
+    wait_for(lambda: _answers(fleet, "http://127.0.0.1:9093/-/ready"), 60)
+    got = json.loads(exec_in(fleet, "mon-1", "curl", "-fsS", f"http://127.0.0.1:9093/api/v2/silence/{silence_id}"))
+    assert got["status"]["state"] == "active" and got["comment"] == "must survive a restart"
 
 
 def _reverse_host_order(inventory: Path) -> None:

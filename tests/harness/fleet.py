@@ -82,7 +82,8 @@ WEBHOOK_LOG = "/var/lib/llm-monitor-webhook/notifications.jsonl"
 FAST_ALERTS = {
     "fleet_alert_host_down_for": "30s",
     "fleet_alert_exporter_down_for": "30s",
-    "fleet_alert_vllm_queue_build_up_for": "30s",
+    # long enough that a restarted Prometheus firing again at once is told from one waiting out a new `for`
+    "fleet_alert_vllm_queue_build_up_for": "60s",
 }
 # LiteLLM for the hosts of litellm_proxies: built once on the controller (the containers cannot reach PyPI).
 LITELLM_REQUIREMENTS = [
