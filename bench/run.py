@@ -5,7 +5,8 @@
     bench/run.py --only file_sd  # one section: file_sd, converge, exporters, llm, ollama_proxy
 
 file_sd   derive and render the file_sd files for a generated inventory of 1,000 hosts in 10 groups
-converge  first converge and idempotent re-run of site.yml on the demo fleet (tests/harness/fleet.py)
+converge  first converge and idempotent re-run of site.yml on the demo fleet (tests/harness/fleet.py), then
+          the time from a fault (vLLM queue build-up) to the webhook notification, against its floor
 exporters    GPU and container exporters: scrape latency, collection time, RSS (bench/exporters/run.py)
 llm          vLLM, LiteLLM and Langfuse exporters: collection time, RSS (bench/exporters/llm.py)
 ollama_proxy Ollama proxy vs direct at 1, 16, 64 streams (bench/exporters/ollama_proxy.py)
@@ -95,8 +96,59 @@ def bench_converge() -> None:
         row("idempotent re-run of site.yml", time.perf_counter() - start, "s", 45)
         changed = sum(int(c) for _, c in RECAP.findall(proc.stdout))
         print(f"  {'tasks changed on the re-run':<48} {changed:>10d}   target 0   {'ok' if changed == 0 else 'FAIL'}")
+        bench_alert_latency(fleet)
     finally:
         harness.down("bench")
+
+
+def bench_alert_latency(fleet: harness.Fleet) -> None:
+    """Fault injected (the simulated vLLM's queue_buildup) to the webhook receiving VllmQueueBuildUp, and back."""
+    vllm = next(h.name for h in fleet.hosts if "vllm_servers" in h.groups)
+    mon = next(h.name for h in fleet.hosts if "monitoring" in h.groups)
+    unit = "llm-monitor-simulated-vllm.service"
+    dropin = f"/etc/systemd/system/{unit}.d"
+    sim = "/opt/llm_monitor_testkit/venv/bin/llm-monitor-testkit simulate vllm --listen 0.0.0.0:8000"
+
+    def scenario(name: str | None) -> None:
+        if name is None:
+            script = f"rm -rf {dropin}"
+        else:
+            unit_text = f"[Service]\\nExecStart=\\nExecStart={sim} --scenario {name}\\n"
+            script = f"mkdir -p {dropin} && printf '{unit_text}' > {dropin}/s.conf"
+        harness.docker(
+            "exec",
+            fleet.container(vllm),
+            "sh",
+            "-c",
+            f"{script} && systemctl daemon-reload && systemctl restart {unit}",
+        )
+
+    def seen(status: str) -> bool:
+        out = harness.docker(
+            "exec", fleet.container(mon), "sh", "-c", f"cat {harness.WEBHOOK_LOG} 2>/dev/null || true"
+        ).stdout
+        return any(
+            a["status"] == status and a["labels"].get("alertname") == "VllmQueueBuildUp"
+            for line in out.splitlines() if line.strip() for a in json.loads(line)["payload"]["alerts"]
+        )  # fmt: skip
+
+    def wait(status: str, timeout: float = 600) -> float:
+        start = time.perf_counter()
+        while not seen(status):
+            if time.perf_counter() - start > timeout:
+                raise RuntimeError(f"no {status} VllmQueueBuildUp within {timeout:.0f} s")
+            time.sleep(0.5)
+        return time.perf_counter() - start
+
+    # the floor: one scrape interval to see the queue, the alert's for, Alertmanager's group_wait (the fleet's)
+    floor = 15 + 60 + 2
+    print("alert latency: fault to webhook on the demo fleet (floor: scrape 15 s + for 60 s + group_wait 2 s)")
+    scenario("queue_buildup")
+    try:
+        row("fault injected to firing notification", wait("firing"), "s", floor)
+    finally:
+        scenario(None)
+    row("fault cleared to resolved notification", wait("resolved"), "s", 15 + 15 + 10)
 
 
 def bench_script(name: str, quick: bool) -> None:
