@@ -151,6 +151,19 @@ def test_static_endpoint_metrics_and_sd(sim: tuple[SimulatedVllm, int], promtool
     col.close()
 
 
+def test_sd_labels_ride_on_every_target_and_bad_names_are_refused(sim: tuple[SimulatedVllm, int]) -> None:
+    _s, port = sim
+    col = _static(port, sd_labels={"team": "research", "datacenter": "dc1"})
+    SnapshotLoop(col, 1).run_once()
+    (group,) = json.loads(col.sd_document()[2])
+    assert group["labels"] == {"team": "research", "datacenter": "dc1", "host": "node-1", "container": "static-a",
+                               "model": MODEL}  # fmt: skip
+    col.close()
+    for bad in ("host", "__meta_x", "9rack", "model"):
+        with pytest.raises(ConfigError, match=f"vllm.sd_labels: '{bad}'"):
+            _static(port, sd_labels={bad: "x"})
+
+
 def _get(port: int, path: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:

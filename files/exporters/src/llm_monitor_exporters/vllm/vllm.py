@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
 import time
@@ -29,6 +30,8 @@ from llm_monitor_exporters.vllm.vllm_discovery import ADDRESS_MODES, Target, mat
 log = logging.getLogger(__name__)
 
 LABELS = ["target", "container", "source"]
+SD_OWN_LABELS = ("host", "container", "model", "job", "instance")
+SD_LABEL_NAME = re.compile(r"^(?!__)[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 @dataclass
@@ -66,6 +69,11 @@ class VllmConfig:
     )
     network: str = opt("", allow_empty=True, help="Docker network for container_ip mode (default: first)")
     host_label: str = opt("", allow_empty=True, help="value of the 'host' SD label (default: advertise_host)")
+    sd_labels: dict[str, str] = opt(
+        factory=dict,
+        help="more labels on every SD target, e.g. the host's fleet labels (team, datacenter) so vLLM's own series "
+        "carry them like the other jobs' (the exporters role sets fleet_labels here)",
+    )
     static_endpoints: list[StaticEndpoint] = opt(factory=list, help="servers outside containers")
     probe_timeout: float = opt(2.0, minimum=0.05, help="seconds per probe request")
     models_refresh: float = opt(60.0, minimum=0, help="seconds between /v1/models calls per server")
@@ -96,6 +104,12 @@ class VllmCollector(Collector):
     def __init__(
         self, config: VllmConfig, metadata: MetadataSource | None = None, clock: Callable[[], float] = time.monotonic
     ) -> None:
+        for name in config.sd_labels:
+            if not SD_LABEL_NAME.match(name) or name in SD_OWN_LABELS:
+                raise ConfigError(
+                    f"vllm.sd_labels: {name!r} is not a label name the SD document may add "
+                    f"(a valid Prometheus name, not __* and not {', '.join(SD_OWN_LABELS)})"
+                )
         for i, ep in enumerate(config.static_endpoints):
             if not ep.address or ":" not in ep.address:
                 raise ConfigError(f"vllm.static_endpoints[{i}].address: expected HOST:PORT, got {ep.address!r}")
@@ -232,6 +246,7 @@ class VllmCollector(Collector):
                 {
                     "targets": [t.address],
                     "labels": {
+                        **self.config.sd_labels,
                         "host": self.host_label,
                         "container": t.container,
                         "model": models[0][0] if models else "",
