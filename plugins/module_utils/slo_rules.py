@@ -64,13 +64,23 @@ class Sli:
     buckets: tuple[float, ...] = ()
 
 
-def _bucket_sli(histogram: str, model_matcher: str) -> Sli:
+def _bucket_sli(histogram: str, selector: str, buckets: tuple[float, ...]) -> Sli:
+    """Errors: requests above the bucket bound ``{le}``, out of all the histogram counted."""
     return Sli(
         errors=(
-            f"(sum(rate({histogram}_count{{{model_matcher}}}[{{w}}]))"
-            f' - sum(rate({histogram}_bucket{{{model_matcher},le="{{le}}"}}[{{w}}])))'
+            f"(sum(rate({histogram}_count{{{selector}}}[{{w}}]))"
+            f' - sum(rate({histogram}_bucket{{{selector},le="{{le}}"}}[{{w}}])))'
         ),
-        total=f"sum(rate({histogram}_count{{{model_matcher}}}[{{w}}]))",
+        total=f"sum(rate({histogram}_count{{{selector}}}[{{w}}]))",
+        buckets=buckets,
+    )
+
+
+def _counter_sli(counter: str, selector: str, errors: str, counted: str) -> Sli:
+    """Errors: the counter's requests matching ``errors``, out of those matching ``counted``."""
+    return Sli(
+        errors=f"sum(rate({counter}{{{selector},{errors}}}[{{w}}]))",
+        total=f"sum(rate({counter}{{{selector},{counted}}}[{{w}}]))",
     )
 
 
@@ -79,51 +89,28 @@ def backend_sli(backend: str, sli: str) -> Sli | None:
     if backend == "vllm":
         if sli == "availability":
             sel = f'job="vllm",handler=~"{_VLLM_HANDLERS}",{{m:model}}'
-            return Sli(
-                errors=f'sum(rate(http_requests_total{{{sel},status="5xx"}}[{{w}}]))',
-                total=f'sum(rate(http_requests_total{{{sel},status=~"2xx|5xx"}}[{{w}}]))',
-            )
+            return _counter_sli("http_requests_total", sel, 'status="5xx"', 'status=~"2xx|5xx"')
         if sli == "ttft":
-            return _with(
-                _bucket_sli("vllm:time_to_first_token_seconds", 'job="vllm",{m:model_name}'), VLLM_TTFT_BUCKETS
-            )
-        return _with(_bucket_sli("vllm:e2e_request_latency_seconds", 'job="vllm",{m:model_name}'), VLLM_LATENCY_BUCKETS)
+            return _bucket_sli("vllm:time_to_first_token_seconds", 'job="vllm",{m:model_name}', VLLM_TTFT_BUCKETS)
+        return _bucket_sli("vllm:e2e_request_latency_seconds", 'job="vllm",{m:model_name}', VLLM_LATENCY_BUCKETS)
     if backend == "litellm":
+        sel = 'job="litellm",{m:requested_model}'
         if sli == "availability":
-            sel = 'job="litellm",{m:requested_model}'
-            return Sli(
-                errors=f'sum(rate(litellm_proxy_total_requests_metric_total{{{sel},status_code=~"5.."}}[{{w}}]))',
-                total=f'sum(rate(litellm_proxy_total_requests_metric_total{{{sel},status_code!~"4.."}}[{{w}}]))',
-            )
+            counter = "litellm_proxy_total_requests_metric_total"
+            return _counter_sli(counter, sel, 'status_code=~"5.."', 'status_code!~"4.."')
         if sli == "latency":
-            return _with(
-                _bucket_sli("litellm_request_total_latency_metric", 'job="litellm",{m:requested_model}'),
-                LITELLM_LATENCY_BUCKETS,
-            )
+            return _bucket_sli("litellm_request_total_latency_metric", sel, LITELLM_LATENCY_BUCKETS)
         return None  # LiteLLM's TTFT histogram is not labelled by the requested model
     if backend == "ollama":
+        sel = 'job="ollama_proxy",{m:model}'
         if sli == "availability":
-            sel = 'job="ollama_proxy",{m:model}'
-            return Sli(
-                errors=f'sum(rate(llm_monitor_ollama_requests_total{{{sel},status=~"5.."}}[{{w}}]))',
-                total=f'sum(rate(llm_monitor_ollama_requests_total{{{sel},status!~"4.."}}[{{w}}]))',
-            )
+            return _counter_sli("llm_monitor_ollama_requests_total", sel, 'status=~"5.."', 'status!~"4.."')
         if sli == "ttft":
-            return _with(
-                _bucket_sli("llm_monitor_ollama_time_to_first_token_seconds", 'job="ollama_proxy",{m:model}'),
-                OLLAMA_TTFT_BUCKETS,
-            )
-        return _with(
-            _bucket_sli(
-                "llm_monitor_ollama_request_duration_seconds", 'job="ollama_proxy",{m:model},status!~"4..|5.."'
-            ),
-            OLLAMA_LATENCY_BUCKETS,
+            return _bucket_sli("llm_monitor_ollama_time_to_first_token_seconds", sel, OLLAMA_TTFT_BUCKETS)
+        return _bucket_sli(
+            "llm_monitor_ollama_request_duration_seconds", sel + ',status!~"4..|5.."', OLLAMA_LATENCY_BUCKETS
         )
     return None
-
-
-def _with(sli: Sli, buckets: tuple[float, ...]) -> Sli:
-    return Sli(sli.errors, sli.total, buckets)
 
 
 BACKENDS = ("vllm", "litellm", "ollama")

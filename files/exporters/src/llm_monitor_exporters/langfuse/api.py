@@ -92,18 +92,21 @@ def v2_models(now: float) -> Call:
     return _query(V2_METRICS_PATH, "metrics_v2_models", METRICS_V2, q)
 
 
-def latency_query(version: str, view: str, now: float, window: float) -> Call:
-    q = {
-        "view": view,
-        "dimensions": [],
-        "metrics": [_metric("latency", p) for p in PERCENTILES],
-        "filters": [],
-        "fromTimestamp": iso(now - window),
-        "toTimestamp": iso(now),
-    }
+def _window_query(version: str, endpoint: str, q: dict[str, Any]) -> Call:
+    """A query over the last window, on the v2 API or the v1 one (endpoint label metrics_v2_<x> / metrics_<x>)."""
     if version == "v2":
-        return _query(V2_METRICS_PATH, "metrics_v2_latency", METRICS_V2, q)
-    return _query(V1_METRICS_PATH, "metrics_latency", METRICS_V1, q)
+        return _query(V2_METRICS_PATH, f"metrics_v2_{endpoint}", METRICS_V2, q)
+    return _query(V1_METRICS_PATH, f"metrics_{endpoint}", METRICS_V1, q)
+
+
+def _window(now: float, window: float) -> dict[str, str]:
+    return {"fromTimestamp": iso(now - window), "toTimestamp": iso(now)}
+
+
+def latency_query(version: str, view: str, now: float, window: float) -> Call:
+    metrics = [_metric("latency", p) for p in PERCENTILES]
+    q = {"view": view, "dimensions": [], "metrics": metrics, "filters": [], **_window(now, window)}
+    return _window_query(version, "latency", q)
 
 
 def errors_query(version: str, now: float, window: float) -> Call:
@@ -112,12 +115,9 @@ def errors_query(version: str, now: float, window: float) -> Call:
         "dimensions": [{"field": "level"}],
         "metrics": [_metric("count", "count")],
         "filters": [],
-        "fromTimestamp": iso(now - window),
-        "toTimestamp": iso(now),
+        **_window(now, window),
     }
-    if version == "v2":
-        return _query(V2_METRICS_PATH, "metrics_v2_errors", METRICS_V2, q)
-    return _query(V1_METRICS_PATH, "metrics_errors", METRICS_V1, q)
+    return _window_query(version, "errors", q)
 
 
 # -- v1 ------------------------------------------------------------------------------------------
