@@ -104,7 +104,7 @@ def bench_converge() -> None:
 def bench_alert_latency(fleet: harness.Fleet) -> None:
     """Fault injected (the simulated vLLM's queue_buildup) to the webhook receiving VllmQueueBuildUp, and back."""
     vllm = next(h.name for h in fleet.hosts if "vllm_servers" in h.groups)
-    mon = next(h.name for h in fleet.hosts if "monitoring" in h.groups)
+    mon = harness.webhook_host(fleet)
     unit = "llm-monitor-simulated-vllm.service"
     dropin = f"/etc/systemd/system/{unit}.d"
     sim = "/opt/llm_monitor_testkit/venv/bin/llm-monitor-testkit simulate vllm --listen 0.0.0.0:8000"

@@ -76,8 +76,10 @@ DEFAULT_HOSTS = [
     },
 ]
 UPSTREAMS_PLAYBOOK = HARNESS / "llm_upstreams.yml"
-# The webhook receiver of llm_upstreams.yml on the monitoring host, and the file it appends notifications to.
-WEBHOOK_URL = "http://127.0.0.1:9999/alerts"
+# The webhook receiver of llm_upstreams.yml runs on the first monitoring host (by name; webhook_host) and appends
+# every notification to this file. Every Alertmanager of the fleet delivers to that one URL (webhook_url), as an
+# HA pair delivers to one team endpoint.
+WEBHOOK_PORT = 9999
 WEBHOOK_LOG = "/var/lib/llm-monitor-webhook/notifications.jsonl"
 FAST_ALERTS = {
     "fleet_alert_host_down_for": "30s",
@@ -264,7 +266,7 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
         "alertmanager_install_method": "package",
         # every notification to the webhook receiver llm_upstreams.yml runs on this host (a test double)
         "alertmanager_receivers": [
-            {"name": "fleet-webhook", "type": "webhook", "settings": {"url": WEBHOOK_URL}, "send_resolved": True}
+            {"name": "fleet-webhook", "type": "webhook", "settings": {"url": webhook_url(fleet)}, "send_resolved": True}
         ],
         "alertmanager_default_receiver": "fleet-webhook",
         "alertmanager_route": {"group_by": ["alertname", "host"], "group_wait": "2s", "group_interval": "10s",
@@ -300,6 +302,15 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
     for host in fleet.hosts:
         host_vars = {"ansible_host": fleet.container(host.name), "fleet_labels": host.labels, **host.vars}
         (inv / "host_vars" / f"{host.name}.yml").write_text("---\n" + _yaml(host_vars))
+
+
+def webhook_host(fleet: Fleet) -> str:
+    """The monitoring host the webhook receiver runs on (llm_upstreams.yml: the first of the group by name)."""
+    return sorted(h.name for h in fleet.hosts if "monitoring" in h.groups)[0]
+
+
+def webhook_url(fleet: Fleet) -> str:
+    return f"http://{fleet.container(webhook_host(fleet))}:{WEBHOOK_PORT}/alerts"
 
 
 def _yaml(data: Any) -> str:

@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def main() -> int:
     port, path = int(sys.argv[1]), sys.argv[2]
+    # on the test fleet's network, for every Alertmanager of the fleet (default: loopback only)
+    bind = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
     lock = threading.Lock()
     count = [0]
 
@@ -46,7 +48,7 @@ def main() -> int:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    ThreadingHTTPServer((bind, port), Handler).serve_forever()
     return 0
 
 

@@ -139,6 +139,24 @@ def test_host_names_are_regex_literals() -> None:
     assert 'host!~"gpu\\\\.a\\\\+1"' in rules[0]["expr"]
 
 
+def test_what_users_write_fqdn_and_ipv6_hosts_and_quoted_numbers(tmp_path: Path) -> None:
+    # An FQDN and an IPv6 address as inventory names, thresholds quoted in YAML: rendered as given, and loaded.
+    hostvars: dict[str, dict[str, Any]] = {
+        "gpu-7.dc1.example.com": {"fleet_alert_host_high_load_threshold": "3"},
+        "2001:db8::7": {"fleet_alert_host_high_load_threshold": "3.5", "fleet_alert_host_high_load_for": "15m"},
+        "node-1": {},
+    }
+    out = alert_rules(str(CATALOG), hostvars, list(hostvars), RUNBOOK_BASE)
+    exprs = sorted(r["expr"] for r in _alerts(out, "HostHighLoad"))
+    assert any('host=~"gpu-7\\\\.dc1\\\\.example\\\\.com"' in e and e.endswith("> 3") for e in exprs), exprs
+    assert any('host=~"2001:db8::7"' in e and e.endswith("> 3.5") for e in exprs), exprs
+    for name, doc in out.items():
+        (tmp_path / name).write_text(yaml.safe_dump(doc, sort_keys=False, width=1000))
+    res = subprocess.run([_promtool(), "check", "rules", *map(str, sorted(tmp_path.glob("*.yml")))],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 @pytest.mark.parametrize(
     ("hostvar", "value", "message"),
     [
