@@ -8,6 +8,7 @@ shown, diffed and validated without revealing anything.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,34 @@ SECRET_SETTINGS = frozenset(
 NULL_RECEIVER = "null"
 
 
+# Alertmanager's matcher syntax: a label name, an operator, a value (quoted or not).
+MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*|"[^"]*")\s*(=~|!~|!=|=)\s*(.*?)\s*$')
+URL = re.compile(r"^https?://[^/\s]+(/\S*)?$")
+
+
+def matchers(host: str, var: str, value: Any) -> list[str]:
+    """A list of matcher strings, each checked as Alertmanager would parse it (regexes compiled)."""
+    if not isinstance(value, Sequence) or isinstance(value, str) or not value or not all(_text(m) for m in value):
+        raise InventoryError(f"host '{host}': {var} must be a list of matcher strings, e.g. ['severity=\"critical\"']")
+    for i, matcher in enumerate(value):
+        found = MATCHER.match(str(matcher))
+        if not found:
+            raise InventoryError(
+                f"host '{host}': {var}[{i}]={matcher!r} is not a matcher (label, one of = != =~ !~, value; "
+                "e.g. 'team=\"research\"')"
+            )
+        op, operand = found.group(2), found.group(3)
+        if op in ("=~", "!~"):
+            pattern = operand[1:-1] if len(operand) >= 2 and operand[0] == operand[-1] == '"' else operand
+            try:
+                re.compile(pattern)
+            except re.error as err:
+                raise InventoryError(
+                    f"host '{host}': {var}[{i}]={matcher!r}: the regex does not compile ({err})"
+                ) from None
+    return [str(m) for m in value]
+
+
 def _text(value: Any) -> bool:
     return isinstance(value, str) and value.strip() != ""
 
@@ -110,6 +139,11 @@ def receivers(host: str, var: str, value: Any, secrets_dir: str) -> tuple[list[d
                     f"host '{host}': {where} ({name}).settings.{field}: give the secret in 'secret' "
                     "(from Ansible Vault); the role writes it to a file only Alertmanager reads"
                 )
+        for field, setting in settings.items():
+            if (field == "url" or str(field).endswith("_url")) and not (_text(setting) and URL.match(str(setting))):
+                raise InventoryError(
+                    f"host '{host}': {where} ({name}).settings.{field}={setting!r} is not an http(s) URL"
+                )
         missing = [f for f in integration.required_settings if not _text(settings.get(f))]
         if missing:
             raise InventoryError(f"host '{host}': {where} ({name}): type {kind} needs settings.{missing[0]}")
@@ -125,6 +159,9 @@ def receivers(host: str, var: str, value: Any, secrets_dir: str) -> tuple[list[d
                 f"host '{host}': {where} ({name}): a webhook needs exactly one of settings.url (a URL without a "
                 "token) or secret (a URL with a token, from Ansible Vault)"
             )
+        if kind in ("webhook", "slack", "msteams", "msteamsv2") and has_secret and not URL.match(str(secret).strip()):
+            # the secret is a URL with a token: said to be wrong, never shown
+            raise InventoryError(f"host '{host}': {where} ({name}): its secret is not an http(s) URL")
         if kind == "email" and has_secret and not _text(settings.get("auth_username")):
             raise InventoryError(
                 f"host '{host}': {where} ({name}): an email secret (the SMTP password) needs settings.auth_username"
@@ -197,12 +234,7 @@ def route(
             raise InventoryError(f"host '{host}': {var}.group_by must be a list of label names")
         out["group_by"] = _names(value["group_by"])
     if "matchers" in value:
-        matchers = value["matchers"]
-        if not isinstance(matchers, Sequence) or isinstance(matchers, str) or not all(_text(m) for m in matchers):
-            raise InventoryError(
-                f"host '{host}': {var}.matchers must be a list of matcher strings, e.g. ['severity=\"critical\"']"
-            )
-        out["matchers"] = [str(m) for m in matchers]
+        out["matchers"] = matchers(host, f"{var}.matchers", value["matchers"])
     elif not top:
         raise InventoryError(f"host '{host}': {var} needs matchers (a route without them catches every alert)")
     if "continue" in value:
@@ -242,7 +274,8 @@ def mapping_routes(host: str, var: str, value: Any, label: str, receiver_names: 
                 f"host '{host}': {var}[{key!r}]={receiver!r} is not a receiver of alertmanager_receivers "
                 f"({', '.join(sorted(receiver_names))})"
             )
-        out.append({"receiver": receiver, "matchers": [f'{label}="{key}"']})
+        # the value as a quoted string, escaped as Alertmanager's parser reads it (JSON's escapes)
+        out.append({"receiver": receiver, "matchers": [f"{label}={json.dumps(str(key))}"]})
     return out
 
 
@@ -254,6 +287,8 @@ def inhibit_rules(host: str, var: str, value: Any) -> list[dict[str, Any]]:
     for i, rule in enumerate(value):
         if not isinstance(rule, Mapping) or not rule.get("source_matchers") or not rule.get("target_matchers"):
             raise InventoryError(f"host '{host}': {var}[{i}] needs source_matchers and target_matchers")
+        for key in ("source_matchers", "target_matchers"):
+            matchers(host, f"{var}[{i}].{key}", rule[key])
     return [dict(r) for r in value]
 
 

@@ -197,12 +197,57 @@ def test_no_receivers_gives_a_null_receiver_that_amtool_accepts(tmp_path: Path) 
             {"alertmanager_inhibit_rules": [{"source_matchers": ['a="b"']}]},
             "alertmanager_inhibit_rules[0] needs source_matchers and target_matchers",
         ),
+        (
+            {"alertmanager_receivers": [{"name": "w", "type": "webhook", "settings": {"url": "alerts.example.com"}}]},
+            "alertmanager_receivers[0] (w).settings.url='alerts.example.com' is not an http(s) URL",
+        ),
+        (
+            {
+                "alertmanager_receivers": [
+                    {"name": "s", "type": "slack", "secret": "T00/B00/xyz-token", "settings": {"channel": "#gpu"}}
+                ]
+            },
+            "alertmanager_receivers[0] (s): its secret is not an http(s) URL",
+        ),
+        (
+            {"alertmanager_routes": [{"receiver": "null", "matchers": ["team=~(research"]}]},
+            "alertmanager_routes[0].matchers[0]='team=~(research': the regex does not compile",
+        ),
+        (
+            {"alertmanager_routes": [{"receiver": "null", "matchers": ["team: research"]}]},
+            "alertmanager_routes[0].matchers[0]='team: research' is not a matcher",
+        ),
+        (
+            {"alertmanager_inhibit_rules": [{"source_matchers": ['a="b"'], "target_matchers": ["severity"]}]},
+            "alertmanager_inhibit_rules[0].target_matchers[0]='severity' is not a matcher",
+        ),
     ],
 )
 def test_bad_input_is_refused_naming_host_and_variable(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(AnsibleFilterError, match=r"llm_monitor\.fleet: host 'mon-1'") as err:
         alertmanager_config(_vars(**overrides), "mon-1", SECRETS)
     assert message in str(err.value)
+    assert "xyz-token" not in str(err.value), "a secret is never shown"
+
+
+def test_fqdn_ipv6_urls_and_odd_team_values_are_accepted_by_amtool(tmp_path: Path) -> None:
+    variables = _vars(
+        alertmanager_receivers=[
+            {"name": "ops", "type": "webhook", "settings": {"url": "http://[2001:db8::1]:9999/alerts"}},
+            {"name": "ml", "type": "webhook", "settings": {"url": "https://hooks.ml.example.com/am"}},
+        ],
+        alertmanager_default_receiver="ops",
+        alertmanager_team_receivers={'ml "serving"': "ml", "ml-research.eu": "ml"},
+        alertmanager_routes=[{"receiver": "ml", "matchers": ['host=~"gpu-[0-9]+\\.dc1\\.example\\.com"']}],
+    )
+    rendered = alertmanager_config(variables, "mon-1", SECRETS)
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(yaml.safe_dump(rendered["config"]))
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool not installed (make tools)")
+    res = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_endpoints_from_the_inventory() -> None:

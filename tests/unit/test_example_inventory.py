@@ -28,10 +28,14 @@ def _hostvars() -> dict[str, dict[str, Any]]:
     return meta
 
 
+def _made_up(name: str) -> str:
+    return f"https://hooks.example.com/made-up-{name}" if name.endswith("_url") else f"made-up-{name}"
+
+
 def _vaulted(value: Any) -> Any:
-    """The Vault variables the example refers to, given made-up values."""
+    """The Vault variables the example refers to, given made-up values (URLs for the *_url ones)."""
     if isinstance(value, str):
-        return re.sub(r"\{\{\s*(vault_\w+)\s*\}\}", lambda m: f"made-up-{m.group(1)}", value)
+        return re.sub(r"\{\{\s*(vault_\w+)\s*\}\}", lambda m: _made_up(m.group(1)), value)
     if isinstance(value, list):
         return [_vaulted(v) for v in value]
     if isinstance(value, dict):
