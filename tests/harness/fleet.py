@@ -187,7 +187,8 @@ def start_container(fleet: Fleet, host: Host) -> None:
         "--tmpfs",
         "/tmp",
     ]
-    if "monitoring" in host.groups and fleet.publish is not None:
+    # one published Prometheus: the first monitoring host's (a second one would ask for the same port)
+    if fleet.publish is not None and host.name == first_monitoring_host(fleet):
         args += ["-p", f"127.0.0.1:{fleet.publish}:9090"]
     docker(*args, f"{IMAGE_REPO}:{host.suite}")
 
@@ -304,9 +305,14 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
         (inv / "host_vars" / f"{host.name}.yml").write_text("---\n" + _yaml(host_vars))
 
 
+def first_monitoring_host(fleet: Fleet) -> str:
+    """The first monitoring host by name: its Prometheus is the published one and the one the tests ask."""
+    return sorted(h.name for h in fleet.hosts if "monitoring" in h.groups)[0]
+
+
 def webhook_host(fleet: Fleet) -> str:
     """The monitoring host the webhook receiver runs on (llm_upstreams.yml: the first of the group by name)."""
-    return sorted(h.name for h in fleet.hosts if "monitoring" in h.groups)[0]
+    return first_monitoring_host(fleet)
 
 
 def webhook_url(fleet: Fleet) -> str:
@@ -506,8 +512,8 @@ def down(name: str) -> None:
 
 def prometheus_api(fleet: Fleet, path: str) -> Any:
     """GET a Prometheus API path from inside the monitoring host (works with or without a published port)."""
-    mon = next(h for h in fleet.hosts if "monitoring" in h.groups)
-    out = docker("exec", fleet.container(mon.name), "curl", "-fsS", f"http://127.0.0.1:9090{path}").stdout
+    mon = first_monitoring_host(fleet)
+    out = docker("exec", fleet.container(mon), "curl", "-fsS", f"http://127.0.0.1:9090{path}").stdout
     return json.loads(out)
 
 
@@ -528,11 +534,11 @@ def status(fleet: Fleet) -> str:
 
 def _targets_page(fleet: Fleet) -> str:
     """The path of Prometheus' targets page: /targets (Prometheus 3), /classic/targets (Debian's build, classic UI)."""
-    mon = next(h for h in fleet.hosts if "monitoring" in h.groups)
+    mon = first_monitoring_host(fleet)
     for path in ("/targets", "/classic/targets"):
         probe = docker(
             "exec",
-            fleet.container(mon.name),
+            fleet.container(mon),
             "curl",
             "-s",
             "-o",
