@@ -45,9 +45,9 @@ images: engine
 lint: venv
 	yamllint -s .
 	ansible-lint --profile production
-	ruff check plugins tests bench molecule roles/exporters/files
-	ruff format --check plugins tests bench molecule roles/exporters/files
-	mypy plugins roles/exporters/files/wheelhouse.py tests/harness tests/unit tests/fleet bench/run.py bench/rules.py bench/role_lines.py
+	ruff check plugins tests bench molecule roles/exporters/files files/dashboards
+	ruff format --check plugins tests bench molecule roles/exporters/files files/dashboards
+	mypy plugins files/dashboards roles/exporters/files/wheelhouse.py tests/harness tests/unit tests/fleet bench/run.py bench/rules.py bench/role_lines.py
 
 unit: venv tools
 	$(PY) -m pytest -q tests/unit

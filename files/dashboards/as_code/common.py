@@ -1,0 +1,232 @@
+"""The shared parts of every dashboard: the datasource variable, the label variables, panels that require a unit,
+stable uids."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as dash
+from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
+from grafana_foundation_sdk.models import common as common_models
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models import prometheus as prometheus_models
+
+#: the name of the datasource template variable every panel and query uses
+DATASOURCE_VAR = "datasource"
+UID_PREFIX = "llm-monitor-"
+UID_MAX = 40
+#: a host's fleet labels the dashboards filter by, besides host
+FLEET_LABELS = ("datacenter", "team")
+#: host=~"$host" plus the fleet labels, for selectors on any target's series
+HOST_FILTER = 'datacenter=~"$datacenter", team=~"$team", host=~"$host"'
+PANEL_WIDTH = 12
+PANEL_HEIGHT = 8
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def datasource_ref() -> model.DataSourceRef:
+    """The Prometheus datasource the dashboard's ``datasource`` variable selects."""
+    return model.DataSourceRef(type_val="prometheus", uid="${" + DATASOURCE_VAR + "}")
+
+
+def uid(name: str) -> str:
+    """The dashboard's stable uid: llm-monitor-<name>, at most 40 characters."""
+    if not _NAME.match(name):
+        raise ValueError(f"dashboard name {name!r}: lower-case letters, digits and dashes only")
+    value = UID_PREFIX + name
+    if len(value) > UID_MAX:
+        raise ValueError(f"uid {value!r} is longer than {UID_MAX} characters")
+    return value
+
+
+def datasource_variable() -> dash.DatasourceVariable:
+    return (
+        dash.DatasourceVariable(DATASOURCE_VAR)
+        .label("Data source")
+        .type("prometheus")
+        .description("The Prometheus of the fleet")
+    )
+
+
+def label_variable(name: str, selector: str, label: str | None = None, title: str | None = None) -> dash.QueryVariable:
+    """A query variable of the values of a label on the series ``selector`` selects (which may use the variables
+    before it: chained), multi-value and with All (.*)."""
+    return (
+        dash.QueryVariable(name)
+        .label(title or name)
+        .description(f"Values of the label {label or name} on {selector}")
+        .datasource(datasource_ref())
+        .query(f"label_values({selector}, {label or name})")
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_CASE_INSENSITIVE_ASC)
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+    )
+
+
+def host_variables() -> list[dash.QueryVariable]:
+    """datacenter and team, then host filtered by both."""
+    return [
+        label_variable("datacenter", "up"),
+        label_variable("team", 'up{datacenter=~"$datacenter"}'),
+        label_variable("host", 'up{datacenter=~"$datacenter", team=~"$team"}'),
+    ]
+
+
+@dataclass(frozen=True)
+class Query:
+    """A PromQL expression and the legend of its series."""
+
+    expr: str
+    legend: str = ""
+    instant: bool = False
+    table: bool = False
+
+
+def _target(q: Query, ref_id: str) -> prometheus.Dataquery:
+    t = prometheus.Dataquery().expr(q.expr).ref_id(ref_id).datasource(datasource_ref())
+    if q.legend:
+        t = t.legend_format(q.legend)
+    t = t.instant() if q.instant else t.range()
+    if q.table:
+        t = t.format(prometheus_models.PromQueryFormat.TABLE)
+    return t
+
+
+def _ref_ids(queries: Sequence[Query]) -> list[tuple[Query, str]]:
+    if not queries:
+        raise ValueError("a panel needs at least one query")
+    return [(q, chr(ord("A") + i)) for i, q in enumerate(queries)]
+
+
+def _check(title: str, description: str, unit: str) -> None:
+    if not unit:
+        raise ValueError(f"panel {title!r}: a unit is required")
+    if not description:
+        raise ValueError(f"panel {title!r}: a description is required")
+
+
+def timeseries_panel(
+    title: str,
+    description: str,
+    unit: str,
+    queries: Sequence[Query],
+    *,
+    width: int = PANEL_WIDTH,
+    height: int = PANEL_HEIGHT,
+    min_value: float | None = None,
+    max_value: float | None = None,
+) -> timeseries.Panel:
+    _check(title, description, unit)
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .unit(unit)
+        .datasource(datasource_ref())
+        .span(width)
+        .height(height)
+        .legend(
+            common_builders.VizLegendOptions()
+            .show_legend(True)
+            .display_mode(common_models.LegendDisplayMode.TABLE)
+            .placement(common_models.LegendPlacement.BOTTOM)
+            .calcs(["mean", "max", "lastNotNull"])
+        )
+    )
+    if min_value is not None:
+        panel = panel.min(min_value)
+    if max_value is not None:
+        panel = panel.max(max_value)
+    for q, ref in _ref_ids(queries):
+        panel = panel.with_target(_target(q, ref))
+    return panel
+
+
+def stat_panel(
+    title: str,
+    description: str,
+    unit: str,
+    queries: Sequence[Query],
+    *,
+    width: int = 6,
+    height: int = 4,
+    links: Sequence[dash.DashboardLink] = (),
+) -> stat.Panel:
+    _check(title, description, unit)
+    panel = (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .unit(unit)
+        .datasource(datasource_ref())
+        .span(width)
+        .height(height)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    )
+    if links:
+        panel = panel.links(list(links))
+    for q, ref in _ref_ids(queries):
+        panel = panel.with_target(_target(q, ref))
+    return panel
+
+
+def table_panel(
+    title: str,
+    description: str,
+    unit: str,
+    queries: Sequence[Query],
+    *,
+    width: int = 24,
+    height: int = PANEL_HEIGHT,
+) -> table.Panel:
+    """A table of instant queries (format table)."""
+    _check(title, description, unit)
+    panel = table.Panel().title(title).description(description).unit(unit).datasource(datasource_ref())
+    panel = panel.span(width).height(height)
+    for q, ref in _ref_ids(queries):
+        panel = panel.with_target(_target(Query(q.expr, q.legend, instant=True, table=True), ref))
+    return panel
+
+
+def dashboard_link(title: str, name: str) -> dash.DashboardLink:
+    """A link to another dashboard of the collection by uid, keeping the time range and the variables."""
+    return (
+        dash.DashboardLink(title)
+        .type(model.DashboardLinkType.LINK)
+        .url(f"/d/{uid(name)}")
+        .include_vars(True)
+        .keep_time(True)
+    )
+
+
+def new_dashboard(
+    name: str,
+    title: str,
+    description: str,
+    variables: Sequence[dash.QueryVariable],
+    links: Sequence[tuple[str, str]] = (),
+) -> dash.Dashboard:
+    """A dashboard with the stable uid, the datasource variable first, then ``variables``; ``links``: (title, name)
+    of dashboards to link to."""
+    d = (
+        dash.Dashboard(title)
+        .uid(uid(name))
+        .description(description)
+        .tags(["llm-monitor"])
+        .time("now-6h", "now")
+        .refresh("1m")
+        .timezone("browser")
+        .editable()
+        .tooltip(model.DashboardCursorSync.CROSSHAIR)
+        .with_variable(datasource_variable())
+    )
+    for v in variables:
+        d = d.with_variable(v)
+    for link_title, target in links:
+        d = d.link(dashboard_link(link_title, target))
+    return d
