@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
-from .common import Query, label_variable, new_dashboard, stat_panel, table_panel
+from .common import Query, label_variable, new_dashboard, stat_panel, table_panel, with_panels
 from .common import timeseries_panel as ts
 
 #: the Langfuse exporter's series of the chosen projects
@@ -108,9 +108,7 @@ def langfuse_analytics() -> Dashboard:
             [Query(f"llm_monitor_langfuse_up{{{P}}}"), Query(f"llm_monitor_langfuse_server_info{{{P}}}")],
         ),
     ]
-    for p in panels:
-        d = d.with_panel(p)
-    return d
+    return with_panels(d, panels)
 
 
 def _week_over_week(record: str, selector: str, legend: str) -> list[Query]:
@@ -192,9 +190,7 @@ def performance_trends() -> Dashboard:
             width=24,
         ),
     ]
-    for p in panels:
-        d = d.with_panel(p)
-    return d
+    return with_panels(d, panels)
 
 
 DASHBOARDS = (langfuse_analytics, performance_trends)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
@@ -103,11 +104,23 @@ def _ref_ids(queries: Sequence[Query]) -> list[tuple[Query, str]]:
     return [(q, chr(ord("A") + i)) for i, q in enumerate(queries)]
 
 
-def _check(title: str, description: str, unit: str) -> None:
+_Panel = TypeVar("_Panel", timeseries.Panel, stat.Panel, table.Panel)
+
+
+def _panel(
+    panel: _Panel, title: str, description: str, unit: str, queries: Sequence[Query], width: int, height: int
+) -> _Panel:
+    """What every panel has: a title, a description and a unit (all required), the datasource variable, a size,
+    and its queries."""
     if not unit:
         raise ValueError(f"panel {title!r}: a unit is required")
     if not description:
         raise ValueError(f"panel {title!r}: a description is required")
+    panel = panel.title(title).description(description).unit(unit).datasource(datasource_ref())
+    panel = panel.span(width).height(height)
+    for q, ref in _ref_ids(queries):
+        panel = panel.with_target(_target(q, ref))
+    return panel
 
 
 def timeseries_panel(
@@ -121,29 +134,17 @@ def timeseries_panel(
     min_value: float | None = None,
     max_value: float | None = None,
 ) -> timeseries.Panel:
-    _check(title, description, unit)
-    panel = (
-        timeseries.Panel()
-        .title(title)
-        .description(description)
-        .unit(unit)
-        .datasource(datasource_ref())
-        .span(width)
-        .height(height)
-        .legend(
-            common_builders.VizLegendOptions()
-            .show_legend(True)
-            .display_mode(common_models.LegendDisplayMode.TABLE)
-            .placement(common_models.LegendPlacement.BOTTOM)
-            .calcs(["mean", "max", "lastNotNull"])
-        )
+    panel = _panel(timeseries.Panel(), title, description, unit, queries, width, height).legend(
+        common_builders.VizLegendOptions()
+        .show_legend(True)
+        .display_mode(common_models.LegendDisplayMode.TABLE)
+        .placement(common_models.LegendPlacement.BOTTOM)
+        .calcs(["mean", "max", "lastNotNull"])
     )
     if min_value is not None:
         panel = panel.min(min_value)
     if max_value is not None:
         panel = panel.max(max_value)
-    for q, ref in _ref_ids(queries):
-        panel = panel.with_target(_target(q, ref))
     return panel
 
 
@@ -157,21 +158,11 @@ def stat_panel(
     height: int = 4,
     links: Sequence[dash.DashboardLink] = (),
 ) -> stat.Panel:
-    _check(title, description, unit)
-    panel = (
-        stat.Panel()
-        .title(title)
-        .description(description)
-        .unit(unit)
-        .datasource(datasource_ref())
-        .span(width)
-        .height(height)
-        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+    panel = _panel(stat.Panel(), title, description, unit, queries, width, height).reduce_options(
+        common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False)
     )
     if links:
         panel = panel.links(list(links))
-    for q, ref in _ref_ids(queries):
-        panel = panel.with_target(_target(q, ref))
     return panel
 
 
@@ -185,12 +176,8 @@ def table_panel(
     height: int = PANEL_HEIGHT,
 ) -> table.Panel:
     """A table of instant queries (format table)."""
-    _check(title, description, unit)
-    panel = table.Panel().title(title).description(description).unit(unit).datasource(datasource_ref())
-    panel = panel.span(width).height(height)
-    for q, ref in _ref_ids(queries):
-        panel = panel.with_target(_target(Query(q.expr, q.legend, instant=True, table=True), ref))
-    return panel
+    instant = [Query(q.expr, q.legend, instant=True, table=True) for q in queries]
+    return _panel(table.Panel(), title, description, unit, instant, width, height)
 
 
 def dashboard_link(title: str, name: str) -> dash.DashboardLink:
@@ -202,6 +189,13 @@ def dashboard_link(title: str, name: str) -> dash.DashboardLink:
         .include_vars(True)
         .keep_time(True)
     )
+
+
+def with_panels(d: dash.Dashboard, panels: Sequence[Any]) -> dash.Dashboard:
+    """The dashboard with the panels, in order (the generator lays them out by span and height)."""
+    for p in panels:
+        d = d.with_panel(p)
+    return d
 
 
 def new_dashboard(

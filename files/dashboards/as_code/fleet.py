@@ -6,7 +6,17 @@ from __future__ import annotations
 from grafana_foundation_sdk.builders.dashboard import Dashboard, DashboardLink
 from grafana_foundation_sdk.models.dashboard import DashboardLinkType
 
-from .common import HOST_FILTER, Query, host_variables, label_variable, new_dashboard, stat_panel, table_panel, uid
+from .common import (
+    HOST_FILTER,
+    Query,
+    host_variables,
+    label_variable,
+    new_dashboard,
+    stat_panel,
+    table_panel,
+    uid,
+    with_panels,
+)
 from .common import timeseries_panel as ts
 
 H = HOST_FILTER
@@ -133,9 +143,7 @@ def fleet_overview() -> Dashboard:
             [Query(f"count by (job) (up{{{H}}} == 0)", "{{job}}")],
         ),
     ]
-    for p in panels:
-        d = d.with_panel(p)
-    return d
+    return with_panels(d, panels)
 
 
 def slo() -> Dashboard:
@@ -218,9 +226,7 @@ def slo() -> Dashboard:
             ],
         ),
     ]
-    for p in panels:
-        d = d.with_panel(p)
-    return d
+    return with_panels(d, panels)
 
 
 DASHBOARDS = (fleet_overview, slo)

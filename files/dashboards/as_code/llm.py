@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
-from .common import HOST_FILTER, Query, host_variables, label_variable, new_dashboard, stat_panel, table_panel
+from .common import (
+    HOST_FILTER,
+    Query,
+    host_variables,
+    label_variable,
+    new_dashboard,
+    stat_panel,
+    table_panel,
+    with_panels,
+)
 from .common import timeseries_panel as ts
 
 H = HOST_FILTER
@@ -161,9 +170,7 @@ def vllm_docker_status() -> Dashboard:
             ],
         ),
     ]
-    for p in panels:
-        d = d.with_panel(p)
-    return d
+    return with_panels(d, panels)
 
 
 def ollama() -> Dashboard:
@@ -290,9 +297,7 @@ def ollama() -> Dashboard:
             ],
         ),
     ]
-    for p in panels:
-        d = d.with_panel(p)
-    return d
+    return with_panels(d, panels)
 
 
 def litellm_status() -> Dashboard:
@@ -393,9 +398,7 @@ def litellm_status() -> Dashboard:
             [Query('llm_monitor_litellm_deployment_healthy{job="litellm_exporter"}')],
         ),
     ]
-    for p in panels:
-        d = d.with_panel(p)
-    return d
+    return with_panels(d, panels)
 
 
 DASHBOARDS = (vllm_docker_status, ollama, litellm_status)

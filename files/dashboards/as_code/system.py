@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders.dashboard import Dashboard
 
-from .common import HOST_FILTER, Query, host_variables, label_variable, new_dashboard, stat_panel, table_panel
+from .common import (
+    HOST_FILTER,
+    Query,
+    host_variables,
+    label_variable,
+    new_dashboard,
+    stat_panel,
+    table_panel,
+    with_panels,
+)
 from .common import timeseries_panel as ts
 
 H = HOST_FILTER
@@ -149,9 +158,7 @@ def server_health() -> Dashboard:
             [Query(f'node_systemd_unit_state{{state="failed", {H}}} == 1')],
         ),
     ]
-    for p in panels:
-        d = d.with_panel(p)
-    return d
+    return with_panels(d, panels)
 
 
 def gpu_usage() -> Dashboard:
@@ -299,9 +306,7 @@ def gpu_usage() -> Dashboard:
             ],
         ),
     ]
-    for p in panels:
-        d = d.with_panel(p)
-    return d
+    return with_panels(d, panels)
 
 
 def docker_containers() -> Dashboard:
@@ -395,9 +400,7 @@ def docker_containers() -> Dashboard:
             ],
         ),
     ]
-    for p in panels:
-        d = d.with_panel(p)
-    return d
+    return with_panels(d, panels)
 
 
 DASHBOARDS = (server_health, gpu_usage, docker_containers)
