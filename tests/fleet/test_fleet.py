@@ -386,10 +386,9 @@ def _answers(fleet: harness.Fleet, url: str) -> bool:
 def _firing(fleet: harness.Fleet, alertname: str, host: str, mon: str = "mon-1") -> bool:
     """The alert fires in the running Prometheus of that monitoring host. Its live state (/api/v1/alerts), not
     ALERTS: a restarted Prometheus still answers its predecessor's ALERTS samples for 5 minutes (the lookback)."""
-    out = exec_in(fleet, mon, "curl", "-fsS", "--max-time", "5", "http://127.0.0.1:9090/api/v1/alerts")
     return any(
         a["labels"].get("alertname") == alertname and a["labels"].get("host") == host and a["state"] == "firing"
-        for a in json.loads(out)["data"]["alerts"]
+        for a in harness.prometheus_api(fleet, "/api/v1/alerts", mon)["data"]["alerts"]
     )
 
 
@@ -675,8 +674,8 @@ def _alertmanager_peers(fleet: harness.Fleet, host: str) -> list[str]:
 
 
 def _active_alertmanagers(fleet: harness.Fleet, host: str) -> list[str]:
-    out = exec_in(fleet, host, "curl", "-fsS", "--max-time", "5", "http://127.0.0.1:9090/api/v1/alertmanagers")
-    return sorted(a["url"] for a in json.loads(out)["data"]["activeAlertmanagers"])
+    data = harness.prometheus_api(fleet, "/api/v1/alertmanagers", host)["data"]
+    return sorted(a["url"] for a in data["activeAlertmanagers"])
 
 
 def test_with_a_second_monitoring_host_an_alert_is_one_notification(fleet: harness.Fleet) -> None:

@@ -510,10 +510,11 @@ def down(name: str) -> None:
     shutil.rmtree(STATE_ROOT / name, ignore_errors=True)
 
 
-def prometheus_api(fleet: Fleet, path: str) -> Any:
-    """GET a Prometheus API path from inside the monitoring host (works with or without a published port)."""
-    mon = first_monitoring_host(fleet)
-    out = docker("exec", fleet.container(mon), "curl", "-fsS", f"http://127.0.0.1:9090{path}").stdout
+def prometheus_api(fleet: Fleet, path: str, host: str | None = None) -> Any:
+    """GET a Prometheus API path from inside a monitoring host, the first by default (works with or without a
+    published port)."""
+    mon = host or first_monitoring_host(fleet)
+    out = docker("exec", fleet.container(mon), "curl", "-fsS", "--max-time", "5", f"http://127.0.0.1:9090{path}").stdout
     return json.loads(out)
 
 
