@@ -7,6 +7,7 @@ that tests/unit/test_rule_metrics.py runs over the rules)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shutil
@@ -45,7 +46,15 @@ EXPECTED: dict[str, set[str]] = {
     "fleet/slo": {"model", "sli"},
     "analytics/langfuse-analytics": {"project", "model"},
     "analytics/performance-trends": {"model_name"},
+    "llm/model-catalog": {"datacenter", "team", "host", "model"},
+    "announcements/system-status": {"datacenter", "team", "host"},
 }
+#: panels without queries of the Prometheus datasource: text, and Grafana's alert panels, which read Grafana's rule
+#: sources (alertlist) or an Alertmanager data source named in their options (alertGroups)
+NO_QUERY_PANELS = {"text", "alertlist", "alertGroups"}
+#: the Alertmanager data source the grafana role provisions (as_code/common.py), named by the alertGroups panels
+ALERTMANAGER_DATASOURCE = {"uid": "llm-monitor-alertmanager", "name": "Alertmanager"}
+MAINTENANCE_NOTES_MARKER = "LLM_MONITOR_MAINTENANCE_NOTES"
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::[a-z]+)?\}|([A-Za-z_][A-Za-z0-9_]*))")
 #: Grafana's built-in interval variables and what the check puts in their place
 BUILTINS = {"__rate_interval": "5m", "__interval": "1m", "__range": "1d"}
@@ -150,14 +159,48 @@ def test_every_panel_has_a_unit_a_description_and_queries_through_the_datasource
     assert panels(board), path
     for p in panels(board):
         where = f"{path}: {p.get('title')!r}"
-        assert p["fieldConfig"]["defaults"].get("unit"), f"{where}: no unit"
         assert p.get("description"), f"{where}: no description"
+        if p["type"] in NO_QUERY_PANELS:
+            assert not p.get("targets") and not p.get("datasource"), f"{where}: a {p['type']} panel has no queries"
+            if p["type"] == "alertGroups":
+                assert p["options"]["alertmanager"] == ALERTMANAGER_DATASOURCE["name"], where
+            continue
+        assert p["fieldConfig"]["defaults"].get("unit"), f"{where}: no unit"
         assert p.get("datasource") == {"type": "prometheus", "uid": "${datasource}"}, where
         assert p.get("targets"), f"{where}: no query"
         for t in p["targets"]:
             assert t.get("datasource") == {"type": "prometheus", "uid": "${datasource}"}, where
             assert t.get("expr"), f"{where}: an empty query"
             assert not _LITERAL_TARGET.search(t["expr"]), f"{where}: a literal instance, host or port: {t['expr']}"
+
+
+def test_the_system_status_shows_both_alert_sources_and_the_maintenance_notes_marker() -> None:
+    sys.path.insert(0, str(DASHBOARDS))
+    from ansible_collections.llm_monitor.fleet.plugins.module_utils.fleet_catalog import EXPORTERS
+
+    as_code = importlib.import_module("as_code")  # files/dashboards/as_code, the dashboards' code
+    common, announcements = as_code.common, as_code.announcements
+    assert as_code.MAINTENANCE_NOTES_MARKER == MAINTENANCE_NOTES_MARKER
+    jobs = set(announcements.EXPORTER_JOBS.split("|"))
+    assert jobs == {e.job for e in EXPORTERS}, "Exporters down: the exporter catalog's jobs"
+    uid, name = common.ALERTMANAGER_DATASOURCE_UID, common.ALERTMANAGER_DATASOURCE_NAME
+    assert {"uid": uid, "name": name} == ALERTMANAGER_DATASOURCE
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for p in panels(dashboards()["announcements/system-status"]):
+        by_type.setdefault(p["type"], []).append(p)
+    (notes,) = by_type["text"]
+    assert notes["title"] == "Maintenance notes"
+    assert notes["options"] == {"content": MAINTENANCE_NOTES_MARKER, "mode": "markdown"}
+    (groups,) = by_type["alertGroups"]
+    assert groups["options"]["alertmanager"] == ALERTMANAGER_DATASOURCE["name"]
+    (rules,) = by_type["alertlist"]
+    assert rules["options"]["stateFilter"]["firing"] and not rules["options"].get("datasource")
+    exprs = {t["expr"] for p in by_type["table"] + by_type["stat"] for t in p["targets"]}
+    assert 'ALERTS{alertstate="firing"}' in exprs
+    assert any(e.startswith('count(up{job="node"') for e in exprs)
+    # nowhere else
+    others = [p for path, b in dashboards().items() if path != "announcements/system-status" for p in panels(b)]
+    assert all(MAINTENANCE_NOTES_MARKER not in json.dumps(p) for p in others)
 
 
 def test_literal_targets_are_caught() -> None:

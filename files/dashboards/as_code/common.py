@@ -10,10 +10,11 @@ from typing import Any, TypeVar
 
 from grafana_foundation_sdk.builders import common as common_builders
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders import prometheus, stat, table, text, timeseries
 from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prometheus_models
+from grafana_foundation_sdk.models import text as text_models
 
 #: the name of the datasource template variable every panel and query uses
 DATASOURCE_VAR = "datasource"
@@ -23,6 +24,13 @@ UID_MAX = 40
 FLEET_LABELS = ("datacenter", "team")
 #: host=~"$host" plus the fleet labels, for selectors on any target's series
 HOST_FILTER = 'datacenter=~"$datacenter", team=~"$team", host=~"$host"'
+#: the Alertmanager data source the grafana role provisions. Grafana's alert groups panel names its Alertmanager by
+#: the data source's name (its option takes no uid and no template variable), so the role must give it this name.
+ALERTMANAGER_DATASOURCE_UID = "llm-monitor-alertmanager"
+ALERTMANAGER_DATASOURCE_NAME = "Alertmanager"
+#: the whole markdown of the Maintenance notes text panel: the grafana role replaces it at deploy time with the
+#: inventory's grafana_maintenance_notes (the llm_monitor.fleet.dashboard_with_notes filter)
+MAINTENANCE_NOTES_MARKER = "LLM_MONITOR_MAINTENANCE_NOTES"
 PANEL_WIDTH = 12
 PANEL_HEIGHT = 8
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -174,10 +182,79 @@ def table_panel(
     *,
     width: int = 24,
     height: int = PANEL_HEIGHT,
+    mappings: Sequence[model.ValueMapping] = (),
 ) -> table.Panel:
-    """A table of instant queries (format table)."""
+    """A table of instant queries (format table); ``mappings``: value mappings of its values (value_text)."""
     instant = [Query(q.expr, q.legend, instant=True, table=True) for q in queries]
-    return _panel(table.Panel(), title, description, unit, instant, width, height)
+    panel = _panel(table.Panel(), title, description, unit, instant, width, height)
+    if mappings:
+        panel = panel.mappings(list(mappings))
+    return panel
+
+
+def value_text(texts: dict[int, tuple[str, str]]) -> list[model.ValueMapping]:
+    """Value mappings {value: (text, colour)}, e.g. a state 1/0 shown as serving/down."""
+    return [
+        model.ValueMap(options={str(v): model.ValueMappingResult(text=t, color=c, index=i)})
+        for i, (v, (t, c)) in enumerate(sorted(texts.items()))
+    ]
+
+
+def _bare(panel: Any, title: str, description: str, width: int, height: int) -> Any:
+    """A panel without queries (text, alert list, alert groups): a title and a description (both required)."""
+    if not description:
+        raise ValueError(f"panel {title!r}: a description is required")
+    return panel.title(title).description(description).span(width).height(height)
+
+
+def text_panel(
+    title: str, description: str, content: str, *, width: int = PANEL_WIDTH, height: int = PANEL_HEIGHT
+) -> text.Panel:
+    """A markdown text panel."""
+    panel: text.Panel = _bare(text.Panel(), title, description, width, height)
+    return panel.mode(text_models.TextMode.MARKDOWN).content(content)
+
+
+def alert_list_panel(
+    title: str, description: str, *, width: int = PANEL_WIDTH, height: int = PANEL_HEIGHT
+) -> dash.Panel:
+    """Grafana's alert list (type alertlist, Grafana 11/12): the alert rules firing or pending of every rule source
+    Grafana reads, Grafana-managed and data source-managed (the Prometheus data source's rules, unless its "Manage
+    alerts via Alerting UI" is off). Its datasource option can only narrow the list to one rule source, by name
+    (Prometheus, Loki or Grafana; never an Alertmanager): it is left empty."""
+    options = {
+        "viewMode": "list",
+        "groupMode": "default",
+        "groupBy": [],
+        "maxItems": 50,
+        "sortOrder": 3,  # importance (firing first)
+        "dashboardAlerts": False,
+        "alertName": "",
+        "alertInstanceLabelFilter": "",
+        "showInstances": True,
+        "showInactiveAlerts": False,
+        "stateFilter": {
+            "firing": True,
+            "pending": True,
+            "recovering": True,
+            "noData": False,
+            "normal": False,
+            "error": True,
+        },
+    }
+    panel: dash.Panel = _bare(dash.Panel().type("alertlist"), title, description, width, height)
+    return panel.options(options)
+
+
+def alert_groups_panel(
+    title: str, description: str, *, width: int = PANEL_WIDTH, height: int = PANEL_HEIGHT
+) -> dash.Panel:
+    """Grafana's alert groups (type alertGroups): the alerts an Alertmanager holds, grouped as it groups them, as
+    Grafana's Alertmanager data source reads them (silenced and inhibited ones included, marked). The panel names
+    the Alertmanager data source by its name, ALERTMANAGER_DATASOURCE_NAME."""
+    options = {"alertmanager": ALERTMANAGER_DATASOURCE_NAME, "expandAll": False, "labels": ""}
+    panel: dash.Panel = _bare(dash.Panel().type("alertGroups"), title, description, width, height)
+    return panel.options(options)
 
 
 def dashboard_link(title: str, name: str) -> dash.DashboardLink:

@@ -13,6 +13,7 @@ from .common import (
     new_dashboard,
     stat_panel,
     table_panel,
+    value_text,
     with_panels,
 )
 from .common import timeseries_panel as ts
@@ -401,4 +402,107 @@ def litellm_status() -> Dashboard:
     return with_panels(d, panels)
 
 
-DASHBOARDS = (vllm_docker_status, ollama, litellm_status)
+def model_catalog() -> Dashboard:
+    d = new_dashboard(
+        "model-catalog",
+        "Model catalog",
+        "Every model the fleet serves, vLLM, Ollama and LiteLLM: where, on which GPUs, whether it serves, and its"
+        " requests (the llm_monitor:model_served recording rules)",
+        [
+            *host_variables(),
+            label_variable(
+                "model",
+                'llm_monitor:model_served:info{datacenter=~"$datacenter", team=~"$team", host=~"$host"}',
+                title="Model",
+            ),
+        ],
+        links=[("vLLM servers", "vllm-docker-status"), ("Ollama", "ollama"), ("LiteLLM", "litellm-status")],
+    )
+    #: the catalog's series of the chosen hosts and models
+    c = f'{H}, model=~"$model"'
+    #: the vLLM exporter's series of the chosen hosts
+    vx = f'job="vllm_exporter", {H}'
+    # GPUs per vLLM model and host: each container's GPU count on each model it lists (several with LoRA adapters);
+    # the table puts it on the catalog's series as the label gpus (count_values); the others get no gpus (or on)
+    gpus = (
+        f"sum by (model, backend, host) (label_replace("
+        f'group by (host, container, model) (llm_monitor_vllm_model_info{{{vx}, model=~"$model"}})'
+        f" * on (host, container) group_left () count by (host, container) (llm_monitor_vllm_gpu_assigned{{{vx}}}),"
+        f' "backend", "vllm", "model", ".*"))'
+    )
+    panels = [
+        stat_panel(
+            "Models served",
+            "Distinct models the chosen hosts serve, all backends",
+            "none",
+            [Query(f"count(count by (model) (llm_monitor:model_served:info{{{c}}})) or vector(0)")],
+        ),
+        stat_panel(
+            "Models per backend",
+            "Models served on the chosen hosts, per backend (a model on two hosts counts twice)",
+            "none",
+            [Query(f"count by (backend) (llm_monitor:model_served:info{{{c}}})", "{{backend}}")],
+            width=12,
+        ),
+        stat_panel(
+            "Models not serving",
+            "Models listed on the chosen hosts whose server does not serve now (vLLM down, Ollama not answering,"
+            " no healthy LiteLLM deployment)",
+            "none",
+            [Query(f"count(llm_monitor:model_served:up{{{c}}} == 0) or vector(0)")],
+        ),
+        table_panel(
+            "Models served",
+            "Each model, backend and host: its state (serving or down), the GPUs its vLLM servers hold (gpus) and,"
+            " for LiteLLM, the provider",
+            "none",
+            [
+                Query(
+                    f"llm_monitor:model_served:up{{{c}}} * on (model, backend, host) group_left (gpus)"
+                    f' (count_values by (model, backend, host) ("gpus", {gpus})'
+                    f" or on (model, backend, host)"
+                    f" group by (model, backend, host) (llm_monitor:model_served:up{{{c}}}))"
+                )
+            ],
+            mappings=value_text({0: ("down", "red"), 1: ("serving", "green")}),
+        ),
+        table_panel(
+            "vLLM GPUs",
+            "Each GPU assigned to a vLLM server (container) of the chosen hosts that lists one of the chosen models",
+            "none",
+            [
+                Query(
+                    f"group by (host, container, gpu) (llm_monitor_vllm_gpu_assigned{{{vx}}})"
+                    f' and on (host, container) llm_monitor_vllm_model_info{{{vx}, model=~"$model"}}'
+                )
+            ],
+            width=12,
+        ),
+        ts(
+            "Requests per model",
+            "Requests per second per model where the backend counts them: vLLM's finished requests, the Ollama"
+            " proxy's requests, LiteLLM's requests per requested model",
+            "reqps",
+            [
+                Query(
+                    f"sum by (model_name) (rate(vllm:request_success_total"
+                    f'{{job="vllm", {H}, model_name=~"$model"}}[$__rate_interval]))',
+                    "{{model_name}} (vLLM)",
+                ),
+                Query(
+                    f"sum by (model) (rate(llm_monitor_ollama_requests_total"
+                    f'{{job="ollama_proxy", {H}, model=~"$model", model!="none"}}[$__rate_interval]))',
+                    "{{model}} (Ollama)",
+                ),
+                Query(
+                    "sum by (requested_model) (rate(litellm_proxy_total_requests_metric_total"
+                    f'{{job="litellm", {H}, requested_model=~"$model", requested_model!=""}}[$__rate_interval]))',
+                    "{{requested_model}} (LiteLLM)",
+                ),
+            ],
+        ),
+    ]
+    return with_panels(d, panels)
+
+
+DASHBOARDS = (vllm_docker_status, ollama, litellm_status, model_catalog)
