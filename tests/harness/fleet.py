@@ -121,6 +121,8 @@ class Fleet:
     name: str
     publish: int | None = None
     hosts: list[Host] = field(default_factory=list)
+    # Grafana's published port, when a real Grafana archive is in the cache (real_grafana_archive); else None.
+    grafana_publish: int | None = None
 
     @property
     def state(self) -> Path:
@@ -147,7 +149,12 @@ class Fleet:
         if not path.exists():
             raise SystemExit(f"no fleet named {name!r}: run `fleet.py up --name {name}` first")
         data = json.loads(path.read_text())
-        return cls(name=data["name"], publish=data.get("publish"), hosts=[Host(**h) for h in data["hosts"]])
+        return cls(
+            name=data["name"],
+            publish=data.get("publish"),
+            hosts=[Host(**h) for h in data["hosts"]],
+            grafana_publish=data.get("grafana_publish"),
+        )
 
 
 def run(cmd: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -192,6 +199,8 @@ def start_container(fleet: Fleet, host: Host) -> None:
     # one published Prometheus: the first monitoring host's (a second one would ask for the same port)
     if fleet.publish is not None and host.name == first_monitoring_host(fleet):
         args += ["-p", f"127.0.0.1:{fleet.publish}:9090"]
+        if fleet.grafana_publish is not None:
+            args += ["-p", f"127.0.0.1:{fleet.grafana_publish}:3000"]
     docker(*args, f"{IMAGE_REPO}:{host.suite}")
 
 
@@ -224,6 +233,46 @@ def snapshot_exporters_source(fleet: Fleet) -> None:
     shutil.copytree(
         EXPORTERS_SOURCE / "src", dest / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "*.pyc")
     )
+
+
+# Where a real Grafana release archive can be put for the demo (Grafana cannot be downloaded on these machines).
+GRAFANA_ARCHIVE_DIRS = [REPO / ".cache" / "artifacts", Path.home() / ".cache" / "llm_monitor.fleet" / "artifacts"]
+
+
+def real_grafana_archive() -> tuple[Path | None, str]:
+    """The real Grafana archive of the role's pinned version and checksum, if one is in GRAFANA_ARCHIVE_DIRS;
+    else None and why."""
+    import yaml
+
+    defaults = yaml.safe_load((REPO / "roles" / "grafana" / "defaults" / "main.yml").read_text())
+    name = f"grafana-{defaults['grafana_version']}.linux-amd64.tar.gz"
+    expected = defaults["grafana_checksums"]["amd64"].removeprefix("sha256:")
+    for directory in GRAFANA_ARCHIVE_DIRS:
+        path = directory / name
+        if path.is_file():
+            if hashlib.sha256(path.read_bytes()).hexdigest() == expected:
+                return path, ""
+            return None, f"{path} does not match grafana_checksums.amd64 ({expected})"
+    return None, (
+        f"no real Grafana here: Grafana's servers are unreachable from this machine and {name} is in none of "
+        f"{', '.join(str(d) for d in GRAFANA_ARCHIVE_DIRS)}. Put the verified archive there and run the demo again "
+        "(roles/grafana/README.md, offline sites)"
+    )
+
+
+def _grafana_vars(fleet: Fleet) -> dict[str, Any]:
+    """The grafana role's variables: a real Grafana from the cache with credentials made for this fleet, or off."""
+    archive, _ = real_grafana_archive()
+    if archive is None or fleet.grafana_publish is None:
+        return {"grafana_enabled": False}
+    (fleet.state / "artifacts").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(archive, fleet.state / "artifacts" / archive.name)
+    secrets = fleet.state / "grafana-secrets.json"
+    if not secrets.exists():
+        secrets.write_text(json.dumps({"password": os.urandom(12).hex(), "secret_key": os.urandom(24).hex()}))
+        secrets.chmod(0o600)
+    values = json.loads(secrets.read_text())
+    return {"grafana_admin_password": values["password"], "grafana_secret_key": values["secret_key"]}
 
 
 def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_port: int) -> None:
@@ -274,6 +323,7 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
         "alertmanager_default_receiver": "fleet-webhook",
         "alertmanager_route": {"group_by": ["alertname", "host"], "group_wait": "2s", "group_interval": "10s",
                                "repeat_interval": "4h"},
+        **_grafana_vars(fleet),
     }  # fmt: skip
     (inv / "group_vars" / "monitoring.yml").write_text("---\n" + _yaml(monitoring_vars))
     # No GPU in a container fleet: the GPU exporter runs on its simulation backend (values are not real).
@@ -473,6 +523,8 @@ def provide_testkit_wheel(fleet: Fleet) -> None:
 
 def up(name: str, publish: int | None, hosts: list[dict[str, Any]] | None = None) -> Fleet:
     fleet = Fleet(name=name, publish=publish, hosts=[Host(**h) for h in (hosts or DEFAULT_HOSTS)])
+    if publish is not None and real_grafana_archive()[0] is not None:
+        fleet.grafana_publish = 3000 if publish == 9090 else free_port()
     ensure_engine_and_images({h.suite for h in fleet.hosts})
     down(name)
     docker("network", "create", "-o", "com.docker.network.driver.mtu=1400", *_ipv6_args(name), fleet.network)
@@ -525,6 +577,11 @@ def status(fleet: Fleet) -> str:
     if fleet.publish:
         base = f"http://127.0.0.1:{fleet.publish}"
         lines.append(f"Prometheus: {base}/  (targets: {base}{_targets_page(fleet)}, API: {base}/api/v1/targets)")
+    if fleet.grafana_publish is not None:
+        password = json.loads((fleet.state / "grafana-secrets.json").read_text())["password"]
+        lines.append(f"Grafana: http://127.0.0.1:{fleet.grafana_publish}/  (user admin, password {password})")
+    else:
+        lines.append(f"Grafana: skipped - {real_grafana_archive()[1]}")
     targets = prometheus_api(fleet, "/api/v1/targets")["data"]["activeTargets"]
     for target in sorted(targets, key=lambda t: (t["labels"]["job"], t["labels"]["instance"])):
         labels = target["labels"]
