@@ -11,7 +11,7 @@ export ANSIBLE_FORCE_COLOR := 0
 export PY_COLORS := 0
 MOLECULE_SCENARIOS := $(notdir $(patsubst %/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
 
-.PHONY: help venv engine tools images lint unit exporters-test molecule fleet-test test demo demo-status demo-down bench build clean
+.PHONY: help venv engine tools images lint unit exporters-test molecule fleet-test browser-test test demo demo-status demo-down bench build clean
 
 help:
 	@echo "make demo        start a local container fleet, run site.yml on it, print Prometheus' URL and targets"
@@ -47,7 +47,7 @@ lint: venv
 	ansible-lint --profile production
 	ruff check plugins tests bench molecule roles/exporters/files files/dashboards
 	ruff format --check plugins tests bench molecule roles/exporters/files files/dashboards
-	mypy plugins files/dashboards roles/exporters/files/wheelhouse.py tests/harness tests/unit tests/fleet bench/run.py bench/rules.py bench/role_lines.py
+	mypy plugins files/dashboards roles/exporters/files/wheelhouse.py tests/harness tests/unit tests/fleet tests/browser tests/doubles/grafana bench/run.py bench/rules.py bench/role_lines.py
 
 unit: venv tools
 	$(PY) -m pytest -q tests/unit
@@ -66,7 +66,11 @@ molecule: venv images
 fleet-test: venv images
 	$(PY) -m pytest -q tests/fleet
 
-test: lint unit exporters-test molecule fleet-test
+# Every dashboard in a real Grafana (Playwright); skips, saying why, where no real Grafana runs (roles/grafana).
+browser-test: venv
+	$(PY) -m pytest -q -rs tests/browser
+
+test: lint unit exporters-test molecule fleet-test browser-test
 
 demo: venv
 	$(PY) tests/harness/fleet.py up --name demo --publish 9090

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -277,7 +278,7 @@ def dashboards(host: str, sources: Iterable[Mapping[str, str]]) -> list[dict[str
     found: dict[str, dict[str, str]] = {}
     by_uid: dict[str, str] = {}
     for source in sources:
-        root = Path(source["path"])
+        root = Path(os.path.normpath(source["path"]))
         var = source["var"]
         if not root.is_dir():
             raise _fail(host, f"{var}: {root} is not a directory on the controller")
