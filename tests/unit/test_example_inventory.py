@@ -13,6 +13,12 @@ import pytest
 import yaml
 from ansible_collections.llm_monitor.fleet.plugins.filter.alert_rules import alert_rules, slo_rules
 from ansible_collections.llm_monitor.fleet.plugins.filter.alertmanager import alertmanager_config
+from ansible_collections.llm_monitor.fleet.plugins.filter.grafana import (
+    grafana_check_secrets,
+    grafana_datasources,
+    grafana_prometheus_servers,
+)
+from ansible_collections.llm_monitor.fleet.plugins.filter.grafana_dashboards import dashboard_with_notes
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "inventories/example"
@@ -90,3 +96,20 @@ def test_receivers_render_and_pass_amtool(hostvars: dict[str, dict[str, Any]], t
     (tmp_path / "alertmanager.yml").write_text(text)
     res = subprocess.run([amtool, "check-config", str(tmp_path / "alertmanager.yml")], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_grafana_settings_pass_the_preflight(hostvars: dict[str, dict[str, Any]]) -> None:
+    mon = next(h for h, v in hostvars.items() if "grafana_admin_password" in v)
+    variables = {k: _vaulted(v) for k, v in hostvars[mon].items() if k.startswith("grafana_")}
+    assert grafana_check_secrets("admin", mon, variables["grafana_admin_password"], variables["grafana_secret_key"])
+    groups = {"monitoring": [h for h in hostvars if "grafana_admin_password" in hostvars[h]]}
+    servers = grafana_prometheus_servers(hostvars, groups)
+    doc = grafana_datasources(servers, mon, "", "", "", [], "llm-monitor-prometheus")
+    assert [d["uid"] for d in doc["datasources"] if d["isDefault"]] == ["llm-monitor-prometheus"]
+    assert (
+        dashboard_with_notes(
+            (REPO / "files/dashboards/announcements/system-status.json").read_text(),
+            variables["grafana_maintenance_notes"],
+        ).count("rack r07 firmware upgrade")
+        == 1
+    )
