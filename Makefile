@@ -47,7 +47,7 @@ lint: venv
 	ansible-lint --profile production
 	ruff check plugins tests bench molecule roles/exporters/files files/dashboards
 	ruff format --check plugins tests bench molecule roles/exporters/files files/dashboards
-	mypy plugins files/dashboards roles/exporters/files/wheelhouse.py tests/harness tests/unit tests/fleet tests/browser tests/doubles/grafana bench/run.py bench/rules.py bench/role_lines.py
+	mypy plugins files/dashboards roles/exporters/files/wheelhouse.py tests/harness tests/unit tests/fleet tests/browser tests/doubles/grafana bench/run.py bench/rules.py bench/role_lines.py bench/dashboards.py
 
 unit: venv tools
 	$(PY) -m pytest -q tests/unit
@@ -64,7 +64,7 @@ molecule: venv images
 	  PYTHON=$(PY) bash tests/harness/with-mirror.sh molecule test -s $$s; done
 
 fleet-test: venv images
-	$(PY) -m pytest -q tests/fleet
+	$(PY) -m pytest -q --durations=0 tests/fleet
 
 # Every dashboard in a real Grafana (Playwright); skips, saying why, where no real Grafana runs (roles/grafana).
 browser-test: venv

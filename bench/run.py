@@ -2,7 +2,7 @@
 """Benchmarks for llm_monitor.fleet, printed with their targets side by side.
 
     bench/run.py                 # everything
-    bench/run.py --only file_sd  # one section: file_sd, converge, exporters, llm, ollama_proxy, rules
+    bench/run.py --only file_sd  # one section: file_sd, converge, exporters, llm, ollama_proxy, rules, dashboards
 
 file_sd   derive and render the file_sd files for a generated inventory of 1,000 hosts in 10 groups
 converge  first converge and idempotent re-run of site.yml on the demo fleet (tests/harness/fleet.py), then
@@ -98,6 +98,8 @@ def bench_converge() -> None:
         changed = sum(int(c) for _, c in RECAP.findall(proc.stdout))
         print(f"  {'tasks changed on the re-run':<48} {changed:>10d}   target 0   {'ok' if changed == 0 else 'FAIL'}")
         bench_alert_latency(fleet)
+        # the dashboards' queries on this fleet's Prometheus, its data about ten minutes old
+        bench_dashboards("bench")
     finally:
         harness.down("bench")
 
@@ -170,13 +172,19 @@ def bench_alert_latency(fleet: harness.Fleet) -> None:
         time.sleep(scrape + evaluation)  # the queue's empty samples settle before the next run
 
 
+def bench_dashboards(fleet: str) -> None:
+    """Median and p95 time of every dashboard's queries on a fleet's Prometheus (bench/dashboards.py)."""
+    subprocess.run([sys.executable, str(BENCH / "dashboards.py"), "--fleet", fleet], check=True)
+
+
 def bench_script(name: str, quick: bool) -> None:
     """One of the exporters package's benchmarks (bench/exporters/NAME.py), in its own process."""
     script = BENCH / "exporters" / f"{name}.py"
     subprocess.run([sys.executable, str(script), *(["--quick"] if quick else [])], check=True)
 
 
-SECTIONS = ["file_sd", "converge", "exporters", "llm", "ollama_proxy", "rules"]
+# dashboards: on the running demo fleet (make demo); converge measures them on its own fleet too.
+SECTIONS = ["file_sd", "converge", "exporters", "llm", "ollama_proxy", "rules", "dashboards"]
 
 
 def main() -> int:
@@ -195,6 +203,8 @@ def main() -> int:
             bench_script(script, args.quick)
     if "rules" in sections:
         subprocess.run([sys.executable, str(BENCH / "rules.py"), *(["--quick"] if args.quick else [])], check=True)
+    if "dashboards" in sections and args.only:
+        bench_dashboards("demo")
     return 0
 
 

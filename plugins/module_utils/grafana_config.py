@@ -83,7 +83,11 @@ def check_secrets(host: str, admin_user: Any, admin_password: Any, secret_key: A
     if not isinstance(admin_user, str) or not admin_user.strip():
         raise _fail(host, "grafana_admin_user must be a non-empty string")
     if not isinstance(admin_password, str) or not admin_password:
-        raise _fail(host, "grafana_admin_password is not set: give the Grafana admin password from Ansible Vault")
+        raise _fail(
+            host,
+            "grafana_admin_password is not set: give the Grafana admin password from Ansible Vault (or set "
+            "grafana_enabled: false to run without Grafana)",
+        )
     if admin_password.strip().lower() in KNOWN_DEFAULT_PASSWORDS or admin_password == admin_user:
         raise _fail(
             host,

@@ -35,7 +35,9 @@ HOSTS = [
         "name": "node-1",
         "suite": "trixie",
         # Also a vLLM and Ollama host: the harness runs simulated servers there (tests/harness/llm_upstreams.yml).
-        "groups": ["gpu_hosts", "vllm_servers", "ollama_servers"],
+        # and given the machine's Docker socket (harness group docker_socket_hosts): the container exporter runs
+        # there against the real engine, for the docker-containers dashboard.
+        "groups": ["gpu_hosts", "vllm_servers", "ollama_servers", "docker_socket_hosts"],
         "labels": {"datacenter": "dc1", "rack": "r02", "team": "research"},
     },
 ]
@@ -111,7 +113,7 @@ def test_every_inventory_host_is_scraped_with_its_labels(fleet: harness.Fleet) -
     # node-1 is in gpu_hosts: its (simulated) GPU exporter is a target too; in vllm_servers and ollama_servers:
     # the vLLM exporter, the vLLM server it discovered (job vllm, HTTP SD) and the Ollama proxy are targets.
     # mon-1 is in litellm_proxies (the LiteLLM exporter and LiteLLM's own /metrics/) and langfuse_servers.
-    # No host runs Docker, so the containers job has none.
+    # node-1 has a Docker socket (the machine's engine): the containers job scrapes it; mon-1 has none.
     expected = {
         ("node", "mon-1"),
         ("node", "node-1"),
@@ -124,6 +126,7 @@ def test_every_inventory_host_is_scraped_with_its_labels(fleet: harness.Fleet) -
         ("litellm_exporter", "mon-1"),
         ("litellm", "mon-1"),
         ("langfuse", "mon-1"),
+        ("containers", "node-1"),
     }
     assert len(expected) == harness.expected_target_count(fleet)
     wait_for(lambda: all_up(fleet, expected), timeout=120)
@@ -195,8 +198,8 @@ def test_simulated_gpu_metrics_of_the_gpu_host_reach_prometheus(fleet: harness.F
     # group_vars/gpu_hosts.yml of the harness simulates 4 GPUs.
     assert sorted(r["metric"]["gpu"] for r in series()) == ["0", "1", "2", "3"]
     assert all(r["metric"]["job"] == "gpu" for r in series())
-    # No host of this fleet runs Docker: the containers job has no target.
-    assert not [key for key in targets(fleet) if key[0] == "containers"]
+    # Only the host with a Docker socket gets the container exporter; mon-1, without one, does not.
+    assert [key for key in targets(fleet) if key[0] == "containers"] == [("containers", "node-1")]
 
 
 def test_vllm_metrics_reach_prometheus_through_the_exporters_http_sd(fleet: harness.Fleet) -> None:
@@ -287,7 +290,6 @@ def test_every_label_name_in_prometheus_is_reserved_or_a_fleet_label(fleet: harn
     assert not unknown, f"label names no entry of RESERVED_LABELS covers: {unknown}"
 
 
-SIM_VLLM_UNIT = "llm-monitor-simulated-vllm.service"
 SIM_BINARY = "/opt/llm_monitor_testkit/venv/bin/llm-monitor-testkit"  # tests/harness/llm_upstreams.yml
 
 
@@ -314,16 +316,22 @@ def alertmanager_alerts(fleet: harness.Fleet) -> list[dict[str, Any]]:
     return alerts
 
 
-def _vllm_scenario(fleet: harness.Fleet, scenario: str | None) -> None:
-    dropin = f"/etc/systemd/system/{SIM_VLLM_UNIT}.d"
+def _simulator_scenario(fleet: harness.Fleet, simulator: str, listen: str, scenario: str | None) -> None:
+    """Run node-1's simulated vLLM or Ollama with a scenario (a unit drop-in), or, with None, as its unit says."""
+    unit = f"llm-monitor-simulated-{simulator}.service"
+    dropin = f"/etc/systemd/system/{unit}.d"
     if scenario is None:
         script = f"rm -rf {dropin}"
     else:
-        command = f"{SIM_BINARY} simulate vllm --listen 0.0.0.0:8000 --scenario {scenario}"
+        command = f"{SIM_BINARY} simulate {simulator} --listen {listen} --scenario {scenario}"
         script = (
             f"mkdir -p {dropin} && printf '[Service]\\nExecStart=\\nExecStart={command}\\n' > {dropin}/scenario.conf"
         )
-    exec_in(fleet, "node-1", "sh", "-c", f"{script} && systemctl daemon-reload && systemctl restart {SIM_VLLM_UNIT}")
+    exec_in(fleet, "node-1", "sh", "-c", f"{script} && systemctl daemon-reload && systemctl restart {unit}")
+
+
+def _vllm_scenario(fleet: harness.Fleet, scenario: str | None) -> None:
+    _simulator_scenario(fleet, "vllm", "0.0.0.0:8000", scenario)
 
 
 def test_the_catalog_rules_are_loaded_and_healthy(fleet: harness.Fleet) -> None:
@@ -332,6 +340,197 @@ def test_the_catalog_rules_are_loaded_and_healthy(fleet: harness.Fleet) -> None:
     assert {"llm_monitor_host", "llm_monitor_gpu", "llm_monitor_vllm", "llm_monitor_monitoring"} <= names, names
     broken = [(g["name"], r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] == "err"]
     assert not broken, broken
+
+
+# --- every dashboard panel shows data -------------------------------------------------------------------------------
+
+# Panels that can only have data under a fault: each is checked while that fault is produced for real (and undone).
+FAULT_PANELS: dict[tuple[str, str], str] = {
+    ("llm-monitor-system-status", "Hosts down"): "host down",
+    ("llm-monitor-system-status", "Targets down"): "host down",
+    ("llm-monitor-system-status", "Alerts firing"): "host down",
+    ("llm-monitor-fleet-overview", "Alerts firing"): "host down",
+    ("llm-monitor-fleet-overview", "Targets down"): "host down",
+    ("llm-monitor-server-health", "Failed systemd units"): "failed unit",
+    ("llm-monitor-litellm-status", "Failure ratio"): "LiteLLM failures",
+    ("llm-monitor-litellm-status", "Failures by exception"): "LiteLLM failures",
+    ("llm-monitor-ollama", "Server error ratio"): "Ollama errors",
+    ("llm-monitor-docker-containers", "Unhealthy"): "unhealthy container",
+    ("llm-monitor-docker-containers", "Memory against limit"): "unhealthy container",  # it has a memory limit
+}
+# Panels that cannot have data on this fleet, under any fault the test can produce. Not deleted, not weakened:
+# listed here with the reason, and the test fails if one of them shows data (then take it off the list).
+NO_DATA_HERE: dict[tuple[str, str], str] = {
+    ("llm-monitor-model-catalog", "vLLM GPUs"): (
+        "llm_monitor_vllm_gpu_assigned comes from a Docker-discovered vLLM container's DeviceRequests or "
+        "NVIDIA_VISIBLE_DEVICES; the fleet's simulated vLLM is a static endpoint (a process, not a container)"
+    ),
+}
+DOCKER_BOARD = "llm-monitor-docker-containers"
+# The fleet's Prometheus is younger than a week: a last-week comparison (`offset 1w`) has nothing to compare with.
+LAST_WEEK = "offset 1w"
+PANEL_CHECK_UNIT = "llm-monitor-panel-check-failed"
+SLO_LONG_INTERVAL = 330  # the interval of the SLO's long-window rule group (5 m), plus an evaluation
+
+
+def _ollama_scenario(fleet: harness.Fleet, scenario: str | None) -> None:
+    _simulator_scenario(fleet, "ollama", "127.0.0.1:11434", scenario)
+
+
+def _start_unhealthy_container(fleet: harness.Fleet) -> str:
+    """A container on the Docker engine the fleet's socket hosts see, with a memory limit and a health check that
+    always fails (unhealthy after a second), labelled as the fleet's so that harness.down removes it too."""
+    name = f"{fleet.name}-panel-check"
+    harness.docker("rm", "-f", name, check=False)
+    harness.docker(
+        "run", "-d", "--name", name, "--label", f"llm-monitor-fleet={fleet.name}", "--network", "none",
+        "--memory", "64m", "--health-cmd", "false", "--health-interval", "1s", "--health-retries", "1",
+        "--entrypoint", "sleep", f"{harness.IMAGE_REPO}:bookworm", "600",
+    )  # fmt: skip
+    return name
+
+
+def _instant(fleet: harness.Fleet, promql: str) -> tuple[bool, str]:
+    """(has data, why not): the query answered with a non-empty result."""
+    path = "/api/v1/query?query=" + urllib.parse.quote(promql)
+    try:
+        if fleet.publish is not None:  # the published port: much quicker than a docker exec per query
+            with urllib.request.urlopen(f"http://127.0.0.1:{fleet.publish}{path}", timeout=10) as response:
+                answer = json.loads(response.read())
+        else:
+            answer = harness.prometheus_api(fleet, path)
+    except Exception as exc:  # an HTTP 400 (a bad query) is an answer too
+        return False, f"error: {exc}"
+    if answer.get("status") != "success":
+        return False, f"error: {answer.get('error')}"
+    return bool(answer["data"]["result"]), "empty"
+
+
+def _dashboard_panels() -> dict[tuple[str, str], list[Any]]:
+    """(dashboard uid, panel title) -> its Prometheus queries, every variable All (dashboard_queries.py)."""
+    from dashboard_queries import load_dashboards, panel_queries
+
+    out: dict[tuple[str, str], list[Any]] = {}
+    for board in load_dashboards():
+        for q in panel_queries(board, {}):
+            out.setdefault((q.dashboard, q.panel), []).append(q)
+    return out
+
+
+def _panels_without_data(
+    fleet: harness.Fleet, panels: dict[tuple[str, str], list[Any]], younger_than_a_week: bool
+) -> dict[tuple[str, str], list[str]]:
+    """Each panel without data and its queries without data. A panel has data when each of its queries has, but
+    for a last-week comparison on a fleet younger than a week."""
+    missing: dict[tuple[str, str], list[str]] = {}
+    for key, queries in panels.items():
+        empty = []
+        for q in queries:
+            ok, why = _instant(fleet, q.expr)
+            if not ok and not (younger_than_a_week and LAST_WEEK in q.expr and why == "empty"):
+                empty.append(f"{q.ref_id}: {q.expr} ({why})")
+        if empty:
+            missing[key] = empty
+    return missing
+
+
+def _panel_report(missing: dict[tuple[str, str], list[str]]) -> str:
+    return "\n".join(f"{uid} / {title}: " + " | ".join(qs) for (uid, title), qs in sorted(missing.items()))
+
+
+def _wait_for_panels(
+    fleet: harness.Fleet, panels: dict[tuple[str, str], list[Any]], young: bool, timeout: float
+) -> dict[tuple[str, str], list[str]]:
+    """The panels still without data once all have data or the timeout passed; only those are asked again."""
+    deadline = time.monotonic() + timeout
+    missing = _panels_without_data(fleet, panels, young)
+    while missing and time.monotonic() < deadline:
+        time.sleep(5)
+        missing = _panels_without_data(fleet, {k: panels[k] for k in missing}, young)
+    return missing
+
+
+def _litellm_failures(fleet: harness.Fleet, count: int) -> None:
+    """Requests that the mock-gpt deployment of the fleet's real LiteLLM fails (HTTP 400: the mock testing
+    parameter is refused by this proxy), counted in litellm_proxy_failed_requests_metric_total."""
+    body = json.dumps(
+        {"model": "mock-gpt", "messages": [{"role": "user", "content": "fail"}], "mock_testing_fallbacks": True}
+    )
+    script = (
+        'K="$(cat /etc/llm_monitor/exporters/litellm-master-key)"; curl -s -o /dev/null -w "%{http_code}" '
+        '--max-time 30 -H "Authorization: Bearer $K" -H "Content-Type: application/json" -d "$1" '
+        "http://127.0.0.1:4000/v1/chat/completions"
+    )
+    codes = [exec_in(fleet, "mon-1", "sh", "-c", script, "sh", body).strip() for _ in range(count)]
+    assert all(c[:1] in ("4", "5") for c in codes), codes
+
+
+def test_every_dashboard_panel_shows_data(fleet: harness.Fleet) -> None:
+    """Every panel of every dashboard (files/dashboards), its variables All, returns data from the fleet's
+    Prometheus: after traffic through every LLM service, and for the panels that show faults, under that fault."""
+    panels = _dashboard_panels()
+    lowest = values(fleet, "min(prometheus_tsdb_lowest_timestamp_seconds)")
+    younger_than_a_week = bool(lowest) and time.time() - lowest[0] < 7 * 86400
+    skipped = dict(NO_DATA_HERE)
+    # node-1 has the machine's Docker socket (HOSTS, docker_socket_hosts): the docker-containers dashboard has data
+    has_docker = bool(query(fleet, 'up{job="containers"}'))
+    assert has_docker, "no containers target: the Docker dashboard cannot be checked"
+    unknown = sorted(set(FAULT_PANELS) - set(panels)) + sorted(set(NO_DATA_HERE) - set(panels))
+    assert not unknown, f"listed panels no dashboard has any more: {unknown}"
+
+    # LLM traffic (as test_llm_traffic_shows_up_in_every_llm_job sends it): through the Ollama proxy, the real
+    # LiteLLM, and to the simulated vLLM's OpenAI API (http_requests_total of its generation handlers: the SLO's
+    # availability). The simulated vLLM serves background traffic of its own for its latency histograms.
+    ollama = ["--target", "http://127.0.0.1:11435", "--api", "generate", "--model", "llama3.2"]
+    exec_in(fleet, "node-1", TRAFFIC, *ollama, "--count", "8", "--concurrency", "2", "--quiet")
+    vllm = ["--target", "http://127.0.0.1:8000", "--api", "openai", "--model", harness.SIMULATED_VLLM_MODEL]
+    exec_in(fleet, "node-1", TRAFFIC, *vllm, "--count", "4", "--concurrency", "2", "--no-stream", "--quiet")
+    wait_for(lambda: all_up(fleet, {("litellm", "mon-1"), ("litellm_exporter", "mon-1")}), timeout=120)
+    gateway = ["--target", "http://127.0.0.1:4000", "--api", "openai", "--model", "mock-gpt", "--no-stream"]
+    key = "--api-key-file=/etc/llm_monitor/exporters/litellm-master-key"
+    exec_in(fleet, "mon-1", TRAFFIC, *gateway, key, "--count", "5", "--concurrency", "1", "--quiet")
+
+    # rate(...[5m]) and the recording rules on it need two scrapes (15 s apart) and an evaluation (15 s) after
+    # the traffic: wait for them rather than for a fixed time. The SLO's period rules are evaluated every 5
+    # minutes (llm_monitor_slo_long_windows): on rules loaded less than that ago, wait out one such interval.
+    loaded = values(fleet, "max(prometheus_config_last_reload_success_timestamp_seconds)")
+    slo_wait = SLO_LONG_INTERVAL - (time.time() - loaded[0]) if loaded else SLO_LONG_INTERVAL
+    normal = {k: q for k, q in panels.items() if k not in FAULT_PANELS and k not in skipped}
+    missing = _wait_for_panels(fleet, normal, younger_than_a_week, timeout=max(120, slo_wait))
+
+    # Faults, all at once and short (they delay the tests after this one): mon-1's node_exporter and Langfuse
+    # exporter stopped (a host and a target down, HostDown firing after its 30 s `for`; ExporterDown, 60 s, is
+    # inhibited by it and resolves before it fires), a transient unit on node-1 that exits 1 (a failed unit), and
+    # requests LiteLLM fails; where a host has the Docker socket, an unhealthy container with a memory limit. The
+    # host down is mon-1, not node-1: the notifications the later tests wait for are node-1's.
+    faults = {k: q for k, q in panels.items() if k in FAULT_PANELS and k not in skipped}
+    stopped = ["node_exporter", "llm-monitor-exporter-langfuse"]
+    exec_in(fleet, "mon-1", "systemctl", "stop", *stopped)
+    container = None
+    try:
+        if has_docker:
+            container = _start_unhealthy_container(fleet)
+        harness.docker("exec", fleet.container("node-1"), "systemctl", "reset-failed", PANEL_CHECK_UNIT, check=False)
+        exec_in(fleet, "node-1", "systemd-run", f"--unit={PANEL_CHECK_UNIT}", "/bin/sh", "-c", "exit 1")
+        _litellm_failures(fleet, 3)
+        # Ollama answering 500 (its error_burst scenario) to requests through the proxy: a server error ratio.
+        # Last of the Ollama panels: the restarted simulator has no model loaded until the next request.
+        _ollama_scenario(fleet, "error_burst")
+        wait_for(lambda: exec_in(fleet, "node-1", "sh", "-c", "curl -s -o /dev/null -w '%{http_code}' "
+                                 "http://127.0.0.1:11434/api/version || true") != "000", 30)  # fmt: skip
+        harness.docker("exec", fleet.container("node-1"), TRAFFIC, *ollama, "--count", "3", "--quiet", check=False)
+        missing |= _wait_for_panels(fleet, faults, younger_than_a_week, timeout=150)
+    finally:
+        exec_in(fleet, "mon-1", "systemctl", "start", *stopped)
+        harness.docker("exec", fleet.container("node-1"), "systemctl", "reset-failed", PANEL_CHECK_UNIT, check=False)
+        if container is not None:
+            harness.docker("rm", "-f", container, check=False)
+        _ollama_scenario(fleet, None)
+
+    shown = sorted(k for k in NO_DATA_HERE if not _panels_without_data(fleet, {k: panels[k]}, younger_than_a_week))
+    wait_for(lambda: all_up(fleet, {("node", "mon-1"), ("langfuse", "mon-1")}), timeout=90)
+    assert not missing, f"{len(missing)} panels without data:\n{_panel_report(missing)}"
+    assert not shown, f"panels of NO_DATA_HERE that show data now (take them off the list): {shown}"
 
 
 def test_a_vllm_queue_build_up_is_delivered_to_the_webhook_and_resolves(fleet: harness.Fleet) -> None:

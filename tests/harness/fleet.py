@@ -105,6 +105,24 @@ FLEET_LITELLM_MASTER_KEY = "sk-fleet-test-master"
 SIMULATED_LANGFUSE_KEYS = {"public_key": "pk-lf-simulated", "secret_key": "sk-lf-simulated"}
 # Child groups of llm_servers, as in inventories/example.
 LLM_CHILDREN = ["vllm_servers", "ollama_servers", "litellm_proxies", "langfuse_servers"]
+# The model the simulated vLLM serves (llm-monitor-testkit simulate vllm --model, its default).
+SIMULATED_VLLM_MODEL = "simulated/llama-3-8b-instruct"
+# Per-model SLOs of the fleet (docs/alerting.md, fleet_slos) for the simulated vLLM, so the SLO rules and dashboard
+# have series. Thresholds are bucket boundaries of vLLM's histograms (plugins/module_utils/slo_rules.py).
+FLEET_SLOS = [
+    {
+        "model": SIMULATED_VLLM_MODEL,
+        "backend": "vllm",
+        "availability": 0.995,
+        "ttft": {"seconds": 0.5, "target": 0.99},
+        "latency": {"seconds": 10, "target": 0.99},
+    }
+]
+# A harness group, not one the collection knows: the containers of its hosts get the Docker socket of the machine
+# running the fleet, so the exporters role finds a Docker socket there (its preflight: /var/run/docker.sock) and
+# runs the container exporter against a real engine, whose containers (the fleet's own among them) it reports.
+DOCKER_SOCKET_GROUP = "docker_socket_hosts"
+DOCKER_SOCKET = "/var/run/docker.sock"
 
 
 @dataclass
@@ -196,6 +214,8 @@ def start_container(fleet: Fleet, host: Host) -> None:
         "--tmpfs",
         "/tmp",
     ]
+    if DOCKER_SOCKET_GROUP in host.groups:
+        args += ["-v", f"{DOCKER_SOCKET}:{DOCKER_SOCKET}"]
     # one published Prometheus: the first monitoring host's (a second one would ask for the same port)
     if fleet.publish is not None and host.name == first_monitoring_host(fleet):
         args += ["-p", f"127.0.0.1:{fleet.publish}:9090"]
@@ -214,6 +234,17 @@ def wait_booted(fleet: Fleet, hosts: list[Host], timeout: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise SystemExit(f"{fleet.container(host.name)} did not boot: {state.stdout.strip()}")
             time.sleep(0.5)
+
+
+def provide_docker_group(fleet: Fleet, hosts: list[Host]) -> None:
+    """In each container given the Docker socket, the `docker` group with the socket's GID, as installing Docker
+    makes it: the exporters role's preflight wants the group (exporters_containers_docker_group) and its units join
+    it (SupplementaryGroups) to reach the socket. Neither the docker binary nor the service is needed."""
+    for host in hosts:
+        if DOCKER_SOCKET_GROUP in host.groups:
+            gid = str(os.stat(DOCKER_SOCKET).st_gid)
+            script = f"getent group docker >/dev/null || groupadd --non-unique --gid {gid} docker"
+            docker("exec", fleet.container(host.name), "sh", "-c", script)
 
 
 EXPORTERS_SOURCE = REPO / "files" / "exporters"
@@ -321,6 +352,8 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
             {"name": "fleet-webhook", "type": "webhook", "settings": {"url": webhook_url(fleet)}, "send_resolved": True}
         ],
         "alertmanager_default_receiver": "fleet-webhook",
+        # the SLO rules and dashboard of the simulated vLLM model
+        "fleet_slos": FLEET_SLOS,
         "alertmanager_route": {"group_by": ["alertname", "host"], "group_wait": "2s", "group_interval": "10s",
                                "repeat_interval": "4h"},
         **_grafana_vars(fleet),
@@ -354,6 +387,10 @@ def write_inventory(fleet: Fleet, archives: dict[str, dict[str, str]], mirror_po
     (inv / "group_vars" / "langfuse_servers.yml").write_text("---\n" + _yaml(langfuse_vars))
     for host in fleet.hosts:
         host_vars = {"ansible_host": fleet.container(host.name), "fleet_labels": host.labels, **host.vars}
+        if DOCKER_SOCKET_GROUP in host.groups:
+            # The machine's engine runs other containers (other fleets, molecule's), none of them this host's vLLM:
+            # the vLLM exporter keeps to its static endpoints rather than discovering containers there.
+            host_vars.setdefault("exporters_vllm_docker", False)
         (inv / "host_vars" / f"{host.name}.yml").write_text("---\n" + _yaml(host_vars))
 
 
@@ -531,6 +568,7 @@ def up(name: str, publish: int | None, hosts: list[dict[str, Any]] | None = None
     for host in fleet.hosts:
         start_container(fleet, host)
     wait_booted(fleet, fleet.hosts)
+    provide_docker_group(fleet, fleet.hosts)
     fleet.save()
     snapshot_exporters_source(fleet)
     return fleet
@@ -553,6 +591,7 @@ def add_host(fleet: Fleet, host: Host) -> None:
     fleet.hosts = [h for h in fleet.hosts if h.name != host.name] + [host]
     start_container(fleet, host)
     wait_booted(fleet, [host])
+    provide_docker_group(fleet, [host])
     fleet.save()
 
 
@@ -616,8 +655,9 @@ def _targets_page(fleet: Fleet) -> str:
 def expected_target_count(fleet: Fleet) -> int:
     """node on every host, prometheus and alertmanager on the monitoring host, gpu on each GPU host, vllm_exporter
     and vllm (native, HTTP SD) on each vLLM host, ollama_proxy on each Ollama host, litellm_exporter and litellm
-    (native) on each LiteLLM host, langfuse on each Langfuse host."""
-    per_group = {"gpu_hosts": 1, "vllm_servers": 2, "ollama_servers": 1, "litellm_proxies": 2, "langfuse_servers": 1}
+    (native) on each LiteLLM host, langfuse on each Langfuse host, containers on each host given the Docker socket."""
+    per_group = {"gpu_hosts": 1, "vllm_servers": 2, "ollama_servers": 1, "litellm_proxies": 2, "langfuse_servers": 1,
+                 DOCKER_SOCKET_GROUP: 1}  # fmt: skip
     return len(fleet.hosts) + 2 + sum(per_group.get(g, 0) for h in fleet.hosts for g in h.groups)
 
 
