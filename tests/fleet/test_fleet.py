@@ -465,74 +465,6 @@ def _litellm_failures(fleet: harness.Fleet, count: int) -> None:
     assert all(c[:1] in ("4", "5") for c in codes), codes
 
 
-def test_every_dashboard_panel_shows_data(fleet: harness.Fleet) -> None:
-    """Every panel of every dashboard (files/dashboards), its variables All, returns data from the fleet's
-    Prometheus: after traffic through every LLM service, and for the panels that show faults, under that fault."""
-    panels = _dashboard_panels()
-    lowest = values(fleet, "min(prometheus_tsdb_lowest_timestamp_seconds)")
-    younger_than_a_week = bool(lowest) and time.time() - lowest[0] < 7 * 86400
-    skipped = dict(NO_DATA_HERE)
-    # node-1 has the machine's Docker socket (HOSTS, docker_socket_hosts): the docker-containers dashboard has data
-    has_docker = bool(query(fleet, 'up{job="containers"}'))
-    assert has_docker, "no containers target: the Docker dashboard cannot be checked"
-    unknown = sorted(set(FAULT_PANELS) - set(panels)) + sorted(set(NO_DATA_HERE) - set(panels))
-    assert not unknown, f"listed panels no dashboard has any more: {unknown}"
-
-    # LLM traffic (as test_llm_traffic_shows_up_in_every_llm_job sends it): through the Ollama proxy, the real
-    # LiteLLM, and to the simulated vLLM's OpenAI API (http_requests_total of its generation handlers: the SLO's
-    # availability). The simulated vLLM serves background traffic of its own for its latency histograms.
-    ollama = ["--target", "http://127.0.0.1:11435", "--api", "generate", "--model", "llama3.2"]
-    exec_in(fleet, "node-1", TRAFFIC, *ollama, "--count", "8", "--concurrency", "2", "--quiet")
-    vllm = ["--target", "http://127.0.0.1:8000", "--api", "openai", "--model", harness.SIMULATED_VLLM_MODEL]
-    exec_in(fleet, "node-1", TRAFFIC, *vllm, "--count", "4", "--concurrency", "2", "--no-stream", "--quiet")
-    wait_for(lambda: all_up(fleet, {("litellm", "mon-1"), ("litellm_exporter", "mon-1")}), timeout=120)
-    gateway = ["--target", "http://127.0.0.1:4000", "--api", "openai", "--model", "mock-gpt", "--no-stream"]
-    key = "--api-key-file=/etc/llm_monitor/exporters/litellm-master-key"
-    exec_in(fleet, "mon-1", TRAFFIC, *gateway, key, "--count", "5", "--concurrency", "1", "--quiet")
-
-    # rate(...[5m]) and the recording rules on it need two scrapes (15 s apart) and an evaluation (15 s) after
-    # the traffic: wait for them rather than for a fixed time. The SLO's period rules are evaluated every 5
-    # minutes (llm_monitor_slo_long_windows): on rules loaded less than that ago, wait out one such interval.
-    loaded = values(fleet, "max(prometheus_config_last_reload_success_timestamp_seconds)")
-    slo_wait = SLO_LONG_INTERVAL - (time.time() - loaded[0]) if loaded else SLO_LONG_INTERVAL
-    normal = {k: q for k, q in panels.items() if k not in FAULT_PANELS and k not in skipped}
-    missing = _wait_for_panels(fleet, normal, younger_than_a_week, timeout=max(120, slo_wait))
-
-    # Faults, all at once and short (they delay the tests after this one): mon-1's node_exporter and Langfuse
-    # exporter stopped (a host and a target down, HostDown firing after its 30 s `for`; ExporterDown, 60 s, is
-    # inhibited by it and resolves before it fires), a transient unit on node-1 that exits 1 (a failed unit), and
-    # requests LiteLLM fails; where a host has the Docker socket, an unhealthy container with a memory limit. The
-    # host down is mon-1, not node-1: the notifications the later tests wait for are node-1's.
-    faults = {k: q for k, q in panels.items() if k in FAULT_PANELS and k not in skipped}
-    stopped = ["node_exporter", "llm-monitor-exporter-langfuse"]
-    exec_in(fleet, "mon-1", "systemctl", "stop", *stopped)
-    container = None
-    try:
-        if has_docker:
-            container = _start_unhealthy_container(fleet)
-        harness.docker("exec", fleet.container("node-1"), "systemctl", "reset-failed", PANEL_CHECK_UNIT, check=False)
-        exec_in(fleet, "node-1", "systemd-run", f"--unit={PANEL_CHECK_UNIT}", "/bin/sh", "-c", "exit 1")
-        _litellm_failures(fleet, 3)
-        # Ollama answering 500 (its error_burst scenario) to requests through the proxy: a server error ratio.
-        # Last of the Ollama panels: the restarted simulator has no model loaded until the next request.
-        _ollama_scenario(fleet, "error_burst")
-        wait_for(lambda: exec_in(fleet, "node-1", "sh", "-c", "curl -s -o /dev/null -w '%{http_code}' "
-                                 "http://127.0.0.1:11434/api/version || true") != "000", 30)  # fmt: skip
-        harness.docker("exec", fleet.container("node-1"), TRAFFIC, *ollama, "--count", "3", "--quiet", check=False)
-        missing |= _wait_for_panels(fleet, faults, younger_than_a_week, timeout=150)
-    finally:
-        exec_in(fleet, "mon-1", "systemctl", "start", *stopped)
-        harness.docker("exec", fleet.container("node-1"), "systemctl", "reset-failed", PANEL_CHECK_UNIT, check=False)
-        if container is not None:
-            harness.docker("rm", "-f", container, check=False)
-        _ollama_scenario(fleet, None)
-
-    shown = sorted(k for k in NO_DATA_HERE if not _panels_without_data(fleet, {k: panels[k]}, younger_than_a_week))
-    wait_for(lambda: all_up(fleet, {("node", "mon-1"), ("langfuse", "mon-1")}), timeout=90)
-    assert not missing, f"{len(missing)} panels without data:\n{_panel_report(missing)}"
-    assert not shown, f"panels of NO_DATA_HERE that show data now (take them off the list): {shown}"
-
-
 def test_a_vllm_queue_build_up_is_delivered_to_the_webhook_and_resolves(fleet: harness.Fleet) -> None:
     # The simulated vLLM's queue_buildup scenario: 2 more requests wait every second; VllmQueueBuildUp (over 10,
     # for 60 s in this fleet) fires, Alertmanager delivers it to the webhook receiver on mon-1.
@@ -832,6 +764,74 @@ def test_bad_input_is_refused_before_anything_changes(fleet: harness.Fleet, case
     assert prometheus_pid(fleet) == pid_before
     assert config_files(fleet) == files_before
     assert all_up(fleet, {("node", "mon-1"), ("node", "node-1"), ("prometheus", "mon-1")})
+
+
+def test_every_dashboard_panel_shows_data(fleet: harness.Fleet) -> None:
+    """Every panel of every dashboard (files/dashboards), its variables All, returns data from the fleet's
+    Prometheus: after traffic through every LLM service, and for the panels that show faults, under that fault."""
+    panels = _dashboard_panels()
+    lowest = values(fleet, "min(prometheus_tsdb_lowest_timestamp_seconds)")
+    younger_than_a_week = bool(lowest) and time.time() - lowest[0] < 7 * 86400
+    skipped = dict(NO_DATA_HERE)
+    # node-1 has the machine's Docker socket (HOSTS, docker_socket_hosts): the docker-containers dashboard has data
+    has_docker = bool(query(fleet, 'up{job="containers"}'))
+    assert has_docker, "no containers target: the Docker dashboard cannot be checked"
+    unknown = sorted(set(FAULT_PANELS) - set(panels)) + sorted(set(NO_DATA_HERE) - set(panels))
+    assert not unknown, f"listed panels no dashboard has any more: {unknown}"
+
+    # LLM traffic (as test_llm_traffic_shows_up_in_every_llm_job sends it): through the Ollama proxy, the real
+    # LiteLLM, and to the simulated vLLM's OpenAI API (http_requests_total of its generation handlers: the SLO's
+    # availability). The simulated vLLM serves background traffic of its own for its latency histograms.
+    ollama = ["--target", "http://127.0.0.1:11435", "--api", "generate", "--model", "llama3.2"]
+    exec_in(fleet, "node-1", TRAFFIC, *ollama, "--count", "8", "--concurrency", "2", "--quiet")
+    vllm = ["--target", "http://127.0.0.1:8000", "--api", "openai", "--model", harness.SIMULATED_VLLM_MODEL]
+    exec_in(fleet, "node-1", TRAFFIC, *vllm, "--count", "4", "--concurrency", "2", "--no-stream", "--quiet")
+    wait_for(lambda: all_up(fleet, {("litellm", "mon-1"), ("litellm_exporter", "mon-1")}), timeout=120)
+    gateway = ["--target", "http://127.0.0.1:4000", "--api", "openai", "--model", "mock-gpt", "--no-stream"]
+    key = "--api-key-file=/etc/llm_monitor/exporters/litellm-master-key"
+    exec_in(fleet, "mon-1", TRAFFIC, *gateway, key, "--count", "5", "--concurrency", "1", "--quiet")
+
+    # rate(...[5m]) and the recording rules on it need two scrapes (15 s apart) and an evaluation (15 s) after
+    # the traffic: wait for them rather than for a fixed time. The SLO's period rules are evaluated every 5
+    # minutes (llm_monitor_slo_long_windows): on rules loaded less than that ago, wait out one such interval.
+    loaded = values(fleet, "max(prometheus_config_last_reload_success_timestamp_seconds)")
+    slo_wait = SLO_LONG_INTERVAL - (time.time() - loaded[0]) if loaded else SLO_LONG_INTERVAL
+    normal = {k: q for k, q in panels.items() if k not in FAULT_PANELS and k not in skipped}
+    missing = _wait_for_panels(fleet, normal, younger_than_a_week, timeout=max(120, slo_wait))
+
+    # Faults, all at once and short (they delay the tests after this one): mon-1's node_exporter and Langfuse
+    # exporter stopped (a host and a target down, HostDown firing after its 30 s `for`; ExporterDown, 60 s, is
+    # inhibited by it and resolves before it fires), a transient unit on node-1 that exits 1 (a failed unit), and
+    # requests LiteLLM fails; where a host has the Docker socket, an unhealthy container with a memory limit. The
+    # host down is mon-1, not node-1: the notifications the later tests wait for are node-1's.
+    faults = {k: q for k, q in panels.items() if k in FAULT_PANELS and k not in skipped}
+    stopped = ["node_exporter", "llm-monitor-exporter-langfuse"]
+    exec_in(fleet, "mon-1", "systemctl", "stop", *stopped)
+    container = None
+    try:
+        if has_docker:
+            container = _start_unhealthy_container(fleet)
+        harness.docker("exec", fleet.container("node-1"), "systemctl", "reset-failed", PANEL_CHECK_UNIT, check=False)
+        exec_in(fleet, "node-1", "systemd-run", f"--unit={PANEL_CHECK_UNIT}", "/bin/sh", "-c", "exit 1")
+        _litellm_failures(fleet, 3)
+        # Ollama answering 500 (its error_burst scenario) to requests through the proxy: a server error ratio.
+        # Last of the Ollama panels: the restarted simulator has no model loaded until the next request.
+        _ollama_scenario(fleet, "error_burst")
+        wait_for(lambda: exec_in(fleet, "node-1", "sh", "-c", "curl -s -o /dev/null -w '%{http_code}' "
+                                 "http://127.0.0.1:11434/api/version || true") != "000", 30)  # fmt: skip
+        harness.docker("exec", fleet.container("node-1"), TRAFFIC, *ollama, "--count", "3", "--quiet", check=False)
+        missing |= _wait_for_panels(fleet, faults, younger_than_a_week, timeout=150)
+    finally:
+        exec_in(fleet, "mon-1", "systemctl", "start", *stopped)
+        harness.docker("exec", fleet.container("node-1"), "systemctl", "reset-failed", PANEL_CHECK_UNIT, check=False)
+        if container is not None:
+            harness.docker("rm", "-f", container, check=False)
+        _ollama_scenario(fleet, None)
+
+    shown = sorted(k for k in NO_DATA_HERE if not _panels_without_data(fleet, {k: panels[k]}, younger_than_a_week))
+    wait_for(lambda: all_up(fleet, {("node", "mon-1"), ("langfuse", "mon-1")}), timeout=90)
+    assert not missing, f"{len(missing)} panels without data:\n{_panel_report(missing)}"
+    assert not shown, f"panels of NO_DATA_HERE that show data now (take them off the list): {shown}"
 
 
 def test_the_built_collection_installs_and_runs_site_from_an_empty_collections_path(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,8 @@ from ansible_collections.llm_monitor.fleet.plugins.filter.scrape_targets import 
     fleet_scrape_targets,
 )
 from ansible_collections.llm_monitor.fleet.plugins.module_utils import fleet_catalog
+
+REPO = Path(__file__).resolve().parents[2]
 
 JOBS: list[dict[str, Any]] = [
     {"name": "prometheus", "group": "monitoring", "port_var": "prometheus_port", "default_port": 9090},
@@ -431,3 +435,15 @@ def test_http_sd_configs_are_empty_without_the_source_job_or_hosts() -> None:
     assert fleet_http_sd_configs({"vllm_exporter": []}, VLLM_JOBS, "vllm_exporter", "/sd/vllm") == []
     with pytest.raises(AnsibleFilterError, match="must start with '/'"):
         fleet_http_sd_configs({}, VLLM_JOBS, "vllm_exporter", "sd/vllm")
+
+
+def test_every_label_of_the_recorded_expositions_is_reserved() -> None:
+    """A label an exporter of the collection emits is one a fleet label may not take (it would be renamed
+    exported_<name> by Prometheus and the dashboards would read the wrong one)."""
+    names: set[str] = set()
+    for path in sorted((REPO / "tests/unit/fixtures").glob("**/*.prom")):
+        for line in path.read_text().splitlines():
+            if not line.startswith("#") and "{" in line:
+                names |= set(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="', line.split("{", 1)[1].rsplit("}", 1)[0]))
+    unknown = sorted(n for n in names if fleet_catalog.reserved_label(n) is None and n not in ("datacenter", "rack"))
+    assert not unknown, f"labels of recorded expositions no entry of RESERVED_LABELS covers: {unknown}"

@@ -15,9 +15,15 @@ PASSWORD = "molecule-Adm1n-pass"
 DASHBOARDS = Path(__file__).resolve().parents[3] / "files" / "dashboards"
 
 
+def _base(host) -> str:
+    """graf13 serves HTTPS (a self-signed certificate from prepare), graf12 HTTP."""
+    tls = host.ansible.get_variables().get("grafana_tls_cert_file")
+    return API.replace("http:", "https:") if tls else API
+
+
 def _api(host, path: str, auth: str | None = f"admin:{PASSWORD}") -> tuple[int, str]:
     user = f"-u '{auth}'" if auth else ""
-    out = host.check_output(f"curl -sS --max-time 5 {user} -w '\\n%{{http_code}}' '{API}{path}'")
+    out = host.check_output(f"curl -ksS --max-time 5 {user} -w '\\n%{{http_code}}' '{_base(host)}{path}'")
     body, _, status = out.rpartition("\n")
     return int(status), body
 
@@ -97,3 +103,14 @@ def test_the_maintenance_notes_of_the_inventory_are_on_system_status(host):
 def test_the_home_dashboard_is_the_fleet_overview(host):
     ini = host.file("/etc/grafana/grafana.ini").content_string
     assert "default_home_dashboard_path = /var/lib/grafana/dashboards/fleet/fleet-overview.json" in ini
+
+
+def test_https_where_a_certificate_is_given_and_only_there(host):
+    ini = host.file("/etc/grafana/grafana.ini").content_string
+    if host.ansible.get_variables().get("grafana_tls_cert_file"):
+        assert "protocol = https" in ini and "cookie_secure = true" in ini
+        assert host.run(f"curl -fsS --max-time 5 {API}/api/health").rc != 0  # no plain HTTP beside it
+        served = host.check_output("openssl s_client -connect 127.0.0.1:3000 </dev/null 2>/dev/null | grep subject=")
+        assert "graf13" in served
+    else:
+        assert "protocol = http" in ini and "cookie_secure = false" in ini
